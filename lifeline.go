@@ -1,0 +1,478 @@
+// Package lifeline holds the vocabulary of the disaster-recovery control plane:
+// the topology a user declares (regions, zones, workloads, strategies,
+// objectives) and the state the engine reports about it (roles, LSNs, lag).
+//
+// It imports only the standard library. Adapters (postgres, store, wan, agent)
+// implement behaviour around these types; cmd/lifeline wires them together.
+package lifeline
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Strategy is one of the four DR strategies, from the cheapest to the fastest.
+type Strategy string
+
+const (
+	BackupRestore Strategy = "backup-restore"
+	PilotLight    Strategy = "pilot-light"
+	WarmStandby   Strategy = "warm-standby"
+	ActiveActive  Strategy = "active-active"
+)
+
+// Strategies lists the valid strategies in the order of the DR spectrum.
+var Strategies = []Strategy{BackupRestore, PilotLight, WarmStandby, ActiveActive}
+
+// Valid reports whether s is one of the four strategies.
+func (s Strategy) Valid() bool {
+	for _, v := range Strategies {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// StandbyDatabase reports whether the strategy keeps a streaming standby
+// database in the standby regions. backup-restore keeps only backups there.
+func (s Strategy) StandbyDatabase() bool { return s != BackupRestore && s != "" }
+
+// FailoverMode says who may decide a failover across regions.
+type FailoverMode string
+
+const (
+	// FailoverApprove waits for a human to run `lifeline approve`.
+	FailoverApprove FailoverMode = "approve"
+	// FailoverAuto fails over across regions when a witness quorum agrees.
+	FailoverAuto FailoverMode = "auto"
+)
+
+// Role is what a node's database does for its workload.
+type Role string
+
+const (
+	RolePrimary     Role = "primary"
+	RoleSyncStandby Role = "sync-standby"
+	RoleStandby     Role = "standby"
+	// RoleNone is a node that holds no database for the workload
+	// (a standby region of a backup-restore workload).
+	RoleNone Role = "none"
+)
+
+// Mode says where a topology runs.
+type Mode string
+
+const (
+	// ModeLocal runs every node of the topology on this machine, each on its
+	// own loopback address, with cross-region links emulated by the wan package.
+	ModeLocal Mode = "local"
+	// ModeDistributed runs one agent per real host.
+	ModeDistributed Mode = "distributed"
+)
+
+// NodeID names a node by its region and zone: "eu-west/a".
+type NodeID struct {
+	Region string
+	Zone   string
+}
+
+func (n NodeID) String() string { return n.Region + "/" + n.Zone }
+
+// Slug is the node's name where only [a-z0-9_] is allowed: PostgreSQL
+// application names and replication slot names.
+func (n NodeID) Slug() string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(n.Region + "_" + n.Zone) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// ParseNodeID parses "REGION/ZONE".
+func ParseNodeID(s string) (NodeID, error) {
+	region, zone, ok := strings.Cut(s, "/")
+	if !ok || region == "" || zone == "" || strings.Contains(zone, "/") {
+		return NodeID{}, fmt.Errorf("node %q: want REGION/ZONE, e.g. eu-west/a", s)
+	}
+	return NodeID{Region: region, Zone: zone}, nil
+}
+
+// Topology is a parsed and validated lifeline.yaml.
+type Topology struct {
+	Name      string
+	Mode      Mode
+	Control   Control
+	Regions   []Region
+	Witness   *Witness
+	Links     Links
+	Workloads []Workload
+}
+
+// Control configures the control store and the timing of leases.
+type Control struct {
+	// Endpoints of an external etcd cluster; empty means embedded members.
+	Endpoints []string
+	// ClientPort and PeerPort of embedded etcd members.
+	ClientPort int
+	PeerPort   int
+	// LeaseTTL is how long a primary may go without renewing its lease
+	// before another node may be promoted. Shorter fails over sooner; too
+	// short fences a healthy primary during an etcd hiccup.
+	LeaseTTL time.Duration
+	// CheckInterval is how often agents report health and renew leases.
+	CheckInterval time.Duration
+}
+
+// Embedded reports whether etcd members run inside Lifeline's processes.
+func (c Control) Embedded() bool { return len(c.Endpoints) == 0 }
+
+// Region is a failure domain far from the others.
+type Region struct {
+	Name  string
+	Zones []Zone
+}
+
+// Zone is one node's place inside a region.
+type Zone struct {
+	Name    string
+	Address string
+}
+
+// Witness is the third site that only votes.
+type Witness struct {
+	Address string
+}
+
+// Links describes the emulated network of a local topology.
+type Links struct {
+	CrossRegion Link
+}
+
+// Link is the emulated behaviour of a network link.
+type Link struct {
+	Latency time.Duration
+}
+
+// Workload is services + one database + routing, protected by one strategy.
+type Workload struct {
+	Name       string
+	Strategy   Strategy
+	Objectives Objectives
+	Active     string
+	Failover   FailoverMode
+	Database   Database
+	Backups    Backups
+	Services   []Service
+	Routing    Routing
+}
+
+// Objectives are the recovery objectives the strategy must meet.
+type Objectives struct {
+	RPO time.Duration
+	RTO time.Duration
+}
+
+// Database configures the workload's PostgreSQL.
+type Database struct {
+	Engine string
+	// Sync is the synchronous replication rule inside the active region:
+	// "ANY 1" waits for one in-region standby; "" replicates asynchronously.
+	Sync                string
+	Port                int
+	Superuser           string
+	Password            Secret
+	ReplicationUser     string
+	ReplicationPassword Secret
+	// Parameters are extra postgresql.conf settings.
+	Parameters map[string]string
+}
+
+// Backups configures the workload's backup repository.
+type Backups struct {
+	// Repository is a gocloud.dev/blob URL; {region} is replaced by the region name.
+	Repository string
+	Full       time.Duration
+	Retention  time.Duration
+	// RetentionFull keeps this many full backups instead of a time window.
+	RetentionFull int
+	// Key names the encryption key: "env:NAME" or "file:PATH".
+	Key Secret
+}
+
+// Service is a process the agents run for the workload.
+type Service struct {
+	Name     string
+	Command  []string
+	Health   string
+	Replicas Replicas
+}
+
+// Replicas is the number of service instances per region role.
+type Replicas struct {
+	Active  int
+	Standby int
+}
+
+// Routing configures how clients reach the workload.
+type Routing struct {
+	Hostname string
+	Policy   string
+	TTL      time.Duration
+}
+
+// Secret is a reference to a secret: "env:NAME" or "file:PATH". The value is
+// read only when needed, so a spec never holds a password.
+type Secret string
+
+// Set reports whether a secret was given.
+func (s Secret) Set() bool { return s != "" }
+
+// Check validates the reference without reading it.
+func (s Secret) Check() error {
+	if s == "" {
+		return nil
+	}
+	kind, name, ok := strings.Cut(string(s), ":")
+	if !ok || name == "" || (kind != "env" && kind != "file") {
+		return fmt.Errorf("secret %q: want env:NAME or file:PATH", string(s))
+	}
+	return nil
+}
+
+// Resolve reads the secret's value.
+func (s Secret) Resolve() (string, error) {
+	if err := s.Check(); err != nil {
+		return "", err
+	}
+	kind, name, _ := strings.Cut(string(s), ":")
+	switch kind {
+	case "env":
+		v, ok := os.LookupEnv(name)
+		if !ok || v == "" {
+			return "", fmt.Errorf("secret %s: environment variable %s is not set", s, name)
+		}
+		return v, nil
+	default:
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return "", fmt.Errorf("secret %s: %w", s, err)
+		}
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			return "", fmt.Errorf("secret %s: file is empty", s)
+		}
+		return v, nil
+	}
+}
+
+// ErrNotFound is returned when a named region, zone, node or workload does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Region returns the named region.
+func (t *Topology) Region(name string) (*Region, error) {
+	for i := range t.Regions {
+		if t.Regions[i].Name == name {
+			return &t.Regions[i], nil
+		}
+	}
+	return nil, fmt.Errorf("region %q: %w (regions: %s)", name, ErrNotFound, strings.Join(t.RegionNames(), ", "))
+}
+
+// RegionNames lists the regions in spec order.
+func (t *Topology) RegionNames() []string {
+	names := make([]string, len(t.Regions))
+	for i, r := range t.Regions {
+		names[i] = r.Name
+	}
+	return names
+}
+
+// Workload returns the named workload.
+func (t *Topology) Workload(name string) (*Workload, error) {
+	names := make([]string, 0, len(t.Workloads))
+	for i := range t.Workloads {
+		if t.Workloads[i].Name == name {
+			return &t.Workloads[i], nil
+		}
+		names = append(names, t.Workloads[i].Name)
+	}
+	return nil, fmt.Errorf("workload %q: %w (workloads: %s)", name, ErrNotFound, strings.Join(names, ", "))
+}
+
+// Nodes lists every node in spec order.
+func (t *Topology) Nodes() []NodeID {
+	var ids []NodeID
+	for _, r := range t.Regions {
+		for _, z := range r.Zones {
+			ids = append(ids, NodeID{Region: r.Name, Zone: z.Name})
+		}
+	}
+	return ids
+}
+
+// Zone returns the zone of a node.
+func (t *Topology) Zone(id NodeID) (*Zone, error) {
+	r, err := t.Region(id.Region)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", id, err)
+	}
+	for i := range r.Zones {
+		if r.Zones[i].Name == id.Zone {
+			return &r.Zones[i], nil
+		}
+	}
+	return nil, fmt.Errorf("node %s: zone %q: %w", id, id.Zone, ErrNotFound)
+}
+
+// Address returns the host address of a node.
+func (t *Topology) Address(id NodeID) string {
+	z, err := t.Zone(id)
+	if err != nil {
+		return ""
+	}
+	return z.Address
+}
+
+// Site is a place that hosts an etcd member: the first node of each region,
+// and the witness. Losing any one site leaves a quorum when there are three.
+type Site struct {
+	Name    string // region name, or "witness"
+	Node    NodeID // zero for the witness
+	Address string
+}
+
+// WitnessSite is the name of the witness's site.
+const WitnessSite = "witness"
+
+// Sites lists where embedded etcd members run, placed as on real hosts.
+func (t *Topology) Sites() []Site {
+	var sites []Site
+	for _, r := range t.Regions {
+		if len(r.Zones) == 0 {
+			continue
+		}
+		id := NodeID{Region: r.Name, Zone: r.Zones[0].Name}
+		sites = append(sites, Site{Name: r.Name, Node: id, Address: r.Zones[0].Address})
+	}
+	if t.Witness != nil {
+		sites = append(sites, Site{Name: WitnessSite, Address: t.Witness.Address})
+	}
+	return sites
+}
+
+// SiteOf returns the etcd site embedded in a node's agent, if any.
+func (t *Topology) SiteOf(id NodeID) (Site, bool) {
+	for _, s := range t.Sites() {
+		if s.Node == id {
+			return s, true
+		}
+	}
+	return Site{}, false
+}
+
+// DatabaseNodes lists the nodes that hold a database for the workload:
+// every zone of the active region, and every zone of the other regions when
+// the strategy keeps a standby database there.
+func (t *Topology) DatabaseNodes(w *Workload) []NodeID {
+	var ids []NodeID
+	for _, id := range t.Nodes() {
+		if id.Region == w.Active || w.Strategy.StandbyDatabase() {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// InitialPrimary is the node that is bootstrapped as the workload's primary:
+// the first zone of the active region.
+func (t *Topology) InitialPrimary(w *Workload) NodeID {
+	r, err := t.Region(w.Active)
+	if err != nil || len(r.Zones) == 0 {
+		return NodeID{}
+	}
+	return NodeID{Region: r.Name, Zone: r.Zones[0].Name}
+}
+
+// SyncCandidates lists the standbys that may acknowledge a synchronous commit
+// when primary is the primary: the other database nodes of its region.
+func (t *Topology) SyncCandidates(w *Workload, primary NodeID) []NodeID {
+	if w.Database.Sync == "" {
+		return nil
+	}
+	var ids []NodeID
+	for _, id := range t.DatabaseNodes(w) {
+		if id.Region == primary.Region && id != primary {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// RoleOf is the role the topology gives a node while primary is the primary.
+func (t *Topology) RoleOf(w *Workload, primary, id NodeID) Role {
+	if id == primary {
+		return RolePrimary
+	}
+	for _, s := range t.SyncCandidates(w, primary) {
+		if s == id {
+			return RoleSyncStandby
+		}
+	}
+	for _, d := range t.DatabaseNodes(w) {
+		if d == id {
+			return RoleStandby
+		}
+	}
+	return RoleNone
+}
+
+// PrimaryRecord is the control store's word on who the workload's primary is.
+// Epoch increases with every change of primary; agents act only on the newest.
+type PrimaryRecord struct {
+	Node     string    `json:"node"`
+	Epoch    int64     `json:"epoch"`
+	Since    time.Time `json:"since"`
+	Timeline int64     `json:"timeline,omitempty"`
+}
+
+// NodeStatus is what an agent reports about its database, refreshed every
+// check interval and kept under a lease so that a dead agent's report vanishes.
+type NodeStatus struct {
+	Node        string    `json:"node"`
+	Workload    string    `json:"workload"`
+	Role        Role      `json:"role"`
+	Healthy     bool      `json:"healthy"`
+	InRecovery  bool      `json:"in_recovery"`
+	Address     string    `json:"address"`
+	Port        int       `json:"port"`
+	AgentPID    int       `json:"agent_pid"`
+	PostgresPID int       `json:"postgres_pid"`
+	Timeline    int64     `json:"timeline"`
+	LSN         string    `json:"lsn"`
+	ReceiveLSN  string    `json:"receive_lsn,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	Reported    time.Time `json:"reported"`
+	// Replicas is filled in by a primary from pg_stat_replication.
+	Replicas []ReplicaStatus `json:"replicas,omitempty"`
+}
+
+// ReplicaStatus is one row of the primary's pg_stat_replication.
+type ReplicaStatus struct {
+	Name      string  `json:"name"`
+	State     string  `json:"state"`
+	SyncState string  `json:"sync_state"`
+	SentLSN   string  `json:"sent_lsn"`
+	FlushLSN  string  `json:"flush_lsn"`
+	ReplayLSN string  `json:"replay_lsn"`
+	ReplayLag float64 `json:"replay_lag_seconds"`
+	LagBytes  int64   `json:"lag_bytes"`
+	Connected bool    `json:"connected"`
+}

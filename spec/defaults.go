@@ -1,0 +1,107 @@
+package spec
+
+import (
+	"time"
+
+	"github.com/lifeline-dr/lifeline"
+)
+
+// Defaults in one place. Each says why it is the value it is.
+const (
+	// DefaultLeaseTTL bounds how long a dead primary blocks a failover.
+	// Five seconds keeps zone-failover RTO low while riding out a GC pause
+	// or a slow etcd write (the lease is renewed every CheckInterval).
+	DefaultLeaseTTL = 5 * time.Second
+	// DefaultCheckInterval is how often health is reported and leases renewed.
+	DefaultCheckInterval = 1 * time.Second
+	DefaultClientPort    = 2379
+	DefaultPeerPort      = 2380
+	DefaultDatabasePort  = 5432
+	// DefaultRepository keeps backups next to the data of a local topology;
+	// {data} is the data directory, {region} the region.
+	DefaultRepository = "file://{data}/backups/{region}"
+	DefaultFull       = 24 * time.Hour
+	DefaultRetention  = 7 * 24 * time.Hour
+	DefaultTTL        = 5 * time.Second
+)
+
+// Default fills every value the spec left out.
+func Default(t *lifeline.Topology) {
+	if t.Mode == "" {
+		t.Mode = lifeline.ModeLocal
+	}
+	c := &t.Control
+	if c.ClientPort == 0 {
+		c.ClientPort = DefaultClientPort
+	}
+	if c.PeerPort == 0 {
+		c.PeerPort = DefaultPeerPort
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.CheckInterval == 0 {
+		c.CheckInterval = DefaultCheckInterval
+	}
+	for i := range t.Workloads {
+		w := &t.Workloads[i]
+		if w.Failover == "" {
+			w.Failover = lifeline.FailoverApprove
+		}
+		d := &w.Database
+		if d.Engine == "" {
+			d.Engine = "postgres"
+		}
+		if d.Port == 0 {
+			d.Port = DefaultDatabasePort
+		}
+		if d.Superuser == "" {
+			d.Superuser = "postgres"
+		}
+		if d.ReplicationUser == "" {
+			d.ReplicationUser = "replicator"
+		}
+		if d.Sync == "" {
+			// RPO 0 for the loss of a zone whenever the active region has a second zone.
+			if r, err := t.Region(w.Active); err == nil && len(r.Zones) > 1 {
+				d.Sync = "ANY 1"
+			}
+		}
+		b := &w.Backups
+		if b.Repository == "" {
+			b.Repository = DefaultRepository
+		}
+		if b.Full == 0 {
+			b.Full = DefaultFull
+		}
+		if b.Retention == 0 && b.RetentionFull == 0 {
+			b.Retention = DefaultRetention
+		}
+		for j := range w.Services {
+			r := &w.Services[j].Replicas
+			if r.Active < 0 {
+				r.Active = 1
+			}
+			if r.Standby < 0 {
+				switch w.Strategy {
+				case lifeline.WarmStandby:
+					r.Standby = 1
+				case lifeline.ActiveActive:
+					r.Standby = r.Active
+				default:
+					r.Standby = 0
+				}
+			}
+		}
+		rt := &w.Routing
+		if rt.Policy == "" {
+			rt.Policy = "failover"
+			if w.Strategy == lifeline.ActiveActive {
+				rt.Policy = "latency"
+			}
+		}
+		if rt.TTL == 0 {
+			rt.TTL = DefaultTTL
+		}
+	}
+}
