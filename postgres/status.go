@@ -1,0 +1,196 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lifeline-dr/lifeline"
+)
+
+// Status is what the server says about itself.
+type Status struct {
+	InRecovery bool
+	// LSN is the current WAL position on a primary and the replay position
+	// on a standby.
+	LSN        lifeline.LSN
+	ReceiveLSN lifeline.LSN
+	Timeline   int64
+	// Upstream is the standby's WAL receiver state ("streaming", or "" when
+	// it is not connected).
+	Upstream string
+	Replicas []lifeline.ReplicaStatus
+}
+
+// Status queries the server's role, WAL positions and replication.
+func (i *Instance) Status(ctx context.Context) (Status, error) {
+	conn, err := i.Connect(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	defer conn.Close(context.Background())
+	var st Status
+	var lsn, recv *string
+	var tli *int64
+	err = conn.QueryRow(ctx, `
+		SELECT pg_is_in_recovery(),
+		       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END,
+		       pg_last_wal_receive_lsn()::text,
+		       CASE WHEN pg_is_in_recovery()
+		            THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
+		            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END`).
+		Scan(&st.InRecovery, &lsn, &recv, &tli)
+	if err != nil {
+		return Status{}, fmt.Errorf("status %s: %w", i.cfg.Name, err)
+	}
+	if lsn != nil {
+		st.LSN, _ = lifeline.ParseLSN(*lsn)
+	}
+	if recv != nil {
+		st.ReceiveLSN, _ = lifeline.ParseLSN(*recv)
+	}
+	if tli != nil {
+		st.Timeline = *tli
+	}
+	if st.InRecovery {
+		_ = conn.QueryRow(ctx, `SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), '')`).Scan(&st.Upstream)
+		return st, nil
+	}
+	rows, err := conn.Query(ctx, `
+		SELECT application_name, state, sync_state,
+		       coalesce(sent_lsn::text, ''), coalesce(flush_lsn::text, ''), coalesce(replay_lsn::text, ''),
+		       coalesce(extract(epoch FROM replay_lag), 0)::float8
+		FROM pg_stat_replication ORDER BY application_name`)
+	if err != nil {
+		return Status{}, fmt.Errorf("status %s: replication: %w", i.cfg.Name, err)
+	}
+	for rows.Next() {
+		var r lifeline.ReplicaStatus
+		if err := rows.Scan(&r.Name, &r.State, &r.SyncState, &r.SentLSN, &r.FlushLSN, &r.ReplayLSN, &r.ReplayLag); err != nil {
+			return Status{}, fmt.Errorf("status %s: replication: %w", i.cfg.Name, err)
+		}
+		r.Connected = true
+		if replay, err := lifeline.ParseLSN(r.ReplayLSN); err == nil {
+			r.LagBytes = st.LSN.Sub(replay)
+		}
+		st.Replicas = append(st.Replicas, r)
+	}
+	return st, rows.Err()
+}
+
+// EnsureReplicationUser creates or updates the role standbys connect as.
+func (i *Instance) EnsureReplicationUser(ctx context.Context) error {
+	conn, err := i.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	role := pgx.Identifier{i.cfg.ReplicationUser}.Sanitize()
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", i.cfg.ReplicationUser).Scan(&exists); err != nil {
+		return fmt.Errorf("replication user on %s: %w", i.cfg.Name, err)
+	}
+	verb := "CREATE"
+	if exists {
+		verb = "ALTER"
+	}
+	stmt := fmt.Sprintf("%s ROLE %s WITH REPLICATION LOGIN", verb, role)
+	if i.cfg.ReplicationPassword != "" {
+		stmt += " PASSWORD " + quoteLiteral(i.cfg.ReplicationPassword)
+	}
+	if _, err := conn.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("replication user on %s: %w", i.cfg.Name, err)
+	}
+	return nil
+}
+
+// EnsureSlots creates a physical replication slot for each name that lacks one.
+func (i *Instance) EnsureSlots(ctx context.Context, names []string) error {
+	conn, err := i.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	for _, n := range names {
+		_, err := conn.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)
+			WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, n)
+		if err != nil {
+			return fmt.Errorf("slot %s on %s: %w", n, i.cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// Promote ends recovery and waits until the server accepts writes.
+func (i *Instance) Promote(ctx context.Context) error {
+	conn, err := i.Connect(ctx)
+	if err != nil {
+		return fmt.Errorf("promote %s: %w", i.cfg.Name, err)
+	}
+	defer conn.Close(context.Background())
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&ok); err != nil {
+		return fmt.Errorf("promote %s: %w", i.cfg.Name, err)
+	}
+	if !ok {
+		return fmt.Errorf("promote %s: did not finish within 60s", i.cfg.Name)
+	}
+	return nil
+}
+
+// Checkpoint forces a checkpoint (a promoted server's timeline then shows in
+// pg_control, which pg_rewind reads).
+func (i *Instance) Checkpoint(ctx context.Context) error {
+	conn, err := i.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, "CHECKPOINT")
+	return err
+}
+
+// WaitReplay waits until a standby has replayed up to lsn.
+func (i *Instance) WaitReplay(ctx context.Context, lsn lifeline.LSN) error {
+	for {
+		st, err := i.Status(ctx)
+		if err == nil && st.LSN >= lsn {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s to replay %s: %w", i.cfg.Name, lsn, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// SyncStandbyNames renders synchronous_standby_names for a quorum rule
+// ("ANY 1") over application names.
+func SyncStandbyNames(rule string, names []string) string {
+	if rule == "" || len(names) == 0 {
+		return ""
+	}
+	s := rule + " ("
+	for n, name := range names {
+		if n > 0 {
+			s += ", "
+		}
+		s += strconv.Quote(name)
+	}
+	return s + ")"
+}
+
+func quoteLiteral(s string) string {
+	out := []byte{'\''}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
