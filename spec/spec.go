@@ -144,8 +144,8 @@ func (p *parser) index(path string, n *yaml.Node) {
 }
 
 var (
-	yamlLineRe    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-	unknownKeyRe  = regexp.MustCompile(`^field (\S+) not found in type spec\.(\w+)$`)
+	yamlLineRe     = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	unknownKeyRe   = regexp.MustCompile(`^field (\S+) not found in type spec\.(\w+)$`)
 	cannotDecodeRe = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (.*)$")
 )
 

@@ -1,0 +1,47 @@
+package store
+
+import "path"
+
+// The key layout, in one place. Everything of a cluster lives under
+// /lifeline/<cluster>/ so that several clusters can share one external etcd.
+//
+//	topology                               the spec the cluster was built from (JSON)
+//	workloads/<w>/primary                  PrimaryRecord: who is primary, epoch
+//	workloads/<w>/status/<region>/<zone>   NodeStatus, under the agent's session lease
+//	workloads/<w>/lease                    the primary's lease (fencing), under its lease
+//	workloads/<w>/lock                     the runbook lock (one runbook at a time)
+//	workloads/<w>/failovers/<id>           record of each failover
+//	runbooks/<id>                          runbook progress
+//	audit/<time>-<id>                      audit log entries
+//	election/controller                    controller leader election prefix
+type Keys struct{ root string }
+
+// NewKeys returns the key layout of a cluster.
+func NewKeys(cluster string) Keys { return Keys{root: "/lifeline/" + cluster + "/"} }
+
+// Root is the prefix of every key of the cluster.
+func (k Keys) Root() string { return k.root }
+
+func (k Keys) Topology() string { return k.root + "topology" }
+
+func (k Keys) workload(w string) string { return k.root + "workloads/" + w + "/" }
+
+func (k Keys) Primary(w string) string { return k.workload(w) + "primary" }
+
+func (k Keys) StatusPrefix(w string) string { return k.workload(w) + "status/" }
+
+func (k Keys) Status(w, node string) string { return k.StatusPrefix(w) + node }
+
+func (k Keys) Lease(w string) string { return k.workload(w) + "lease" }
+
+func (k Keys) Lock(w string) string { return k.workload(w) + "lock" }
+
+func (k Keys) FailoverPrefix(w string) string { return k.workload(w) + "failovers/" }
+
+func (k Keys) RunbookPrefix() string { return k.root + "runbooks/" }
+
+func (k Keys) Runbook(id string) string { return k.RunbookPrefix() + id }
+
+func (k Keys) AuditPrefix() string { return k.root + "audit/" }
+
+func (k Keys) Election(name string) string { return path.Join(k.root, "election", name) }

@@ -1,0 +1,185 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/grpclog"
+
+	"github.com/lifeline-dr/lifeline"
+)
+
+func init() {
+	// The gRPC client logs every reconnect to a lost member; the store
+	// reports what matters through its own errors.
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, io.Discard))
+}
+
+// ErrConflict is returned when a compare-and-swap lost to another writer.
+var ErrConflict = errors.New("changed by someone else")
+
+// Store is the typed view of the control store.
+type Store struct {
+	cli  *clientv3.Client
+	keys Keys
+}
+
+// Connect opens a client to the cluster's control store. It does not wait
+// for a quorum: calls fail with their context until there is one.
+func Connect(endpoints []string, cluster string) (*Store, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          3 * time.Second,
+		DialKeepAliveTime:    2 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               zap.NewNop(),
+		AutoSyncInterval:     0,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("control store %s: %w", strings.Join(endpoints, ","), err)
+	}
+	return &Store{cli: cli, keys: NewKeys(cluster)}, nil
+}
+
+// Close releases the client.
+func (s *Store) Close() error { return s.cli.Close() }
+
+// Client is the raw etcd client, for leases, elections and watches.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Keys is the key layout.
+func (s *Store) Keys() Keys { return s.keys }
+
+// Get reads a JSON value; found is false when the key does not exist.
+func (s *Store) Get(ctx context.Context, key string, v any) (rev int64, found bool, err error) {
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return 0, false, fmt.Errorf("get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, false, nil
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, v); err != nil {
+		return 0, false, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return resp.Kvs[0].ModRevision, true, nil
+}
+
+// Put writes a JSON value, optionally under a lease.
+func (s *Store) Put(ctx context.Context, key string, v any, opts ...clientv3.OpOption) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	if _, err := s.cli.Put(ctx, key, string(b), opts...); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}
+
+// Create writes a JSON value only if the key does not exist yet. It returns
+// false (and no error) when someone else created it first.
+func (s *Store) Create(ctx context.Context, key string, v any) (bool, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return false, fmt.Errorf("encode %s: %w", key, err)
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(b))).
+		Commit()
+	if err != nil {
+		return false, fmt.Errorf("create %s: %w", key, err)
+	}
+	return resp.Succeeded, nil
+}
+
+// Swap replaces a JSON value if it still has revision rev; ErrConflict otherwise.
+func (s *Store) Swap(ctx context.Context, key string, rev int64, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		Then(clientv3.OpPut(key, string(b))).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("swap %s: %w", key, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("swap %s: %w", key, ErrConflict)
+	}
+	return nil
+}
+
+// List reads every JSON value under a prefix, keyed by the rest of the key.
+func List[T any](ctx context.Context, s *Store, prefix string) (map[string]T, error) {
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	out := make(map[string]T, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		out[strings.TrimPrefix(string(kv.Key), prefix)] = v
+	}
+	return out, nil
+}
+
+// Topology returns the topology the cluster was built from.
+func (s *Store) Topology(ctx context.Context) (*lifeline.Topology, bool, error) {
+	var t lifeline.Topology
+	_, found, err := s.Get(ctx, s.keys.Topology(), &t)
+	return &t, found, err
+}
+
+// Primary returns the workload's primary record and its revision.
+func (s *Store) Primary(ctx context.Context, workload string) (lifeline.PrimaryRecord, int64, bool, error) {
+	var r lifeline.PrimaryRecord
+	rev, found, err := s.Get(ctx, s.keys.Primary(workload), &r)
+	return r, rev, found, err
+}
+
+// Statuses returns the latest report of every live agent for the workload.
+func (s *Store) Statuses(ctx context.Context, workload string) (map[string]lifeline.NodeStatus, error) {
+	return List[lifeline.NodeStatus](ctx, s, s.keys.StatusPrefix(workload))
+}
+
+// WatchKey sends the key's new value to fn for every change until ctx ends.
+// The first call carries the current value (nil when absent).
+func (s *Store) WatchKey(ctx context.Context, key string, fn func(value []byte)) error {
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", key, err)
+	}
+	var cur []byte
+	if len(resp.Kvs) > 0 {
+		cur = resp.Kvs[0].Value
+	}
+	fn(cur)
+	wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), key, clientv3.WithRev(resp.Header.Revision+1))
+	for wr := range wch {
+		if err := wr.Err(); err != nil {
+			return fmt.Errorf("watch %s: %w", key, err)
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				fn(nil)
+			} else {
+				fn(ev.Kv.Value)
+			}
+		}
+	}
+	return ctx.Err()
+}
