@@ -1,0 +1,336 @@
+package wan
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lifeline-dr/lifeline"
+)
+
+// Rule cuts traffic. With B set, it cuts every route between A and B (each a
+// region, a node "region/zone" or "witness"); with B empty it isolates A
+// from everything.
+type Rule struct {
+	A string `json:"a"`
+	B string `json:"b,omitempty"`
+}
+
+func (r Rule) String() string {
+	if r.B == "" {
+		return "isolate " + r.A
+	}
+	return r.A + " <-> " + r.B
+}
+
+func (r Rule) matches(from, to string) bool {
+	in := func(id, pat string) bool { return id != "" && (id == pat || regionOf(id) == pat) }
+	if r.B == "" {
+		return in(from, r.A) || in(to, r.A)
+	}
+	return (in(from, r.A) && in(to, r.B)) || (in(from, r.B) && in(to, r.A))
+}
+
+// Emulator runs a local topology's routes: it adds the cross-region latency
+// to every byte in each direction and cuts routes on demand. A cut behaves
+// like a partition, not a refusal: bytes stop flowing and new connections
+// hang; when the cut heals, connections that spanned it are closed, as they
+// would have timed out.
+type Emulator struct {
+	log    *slog.Logger
+	routes []Route
+	sites  map[string]string
+
+	latency atomic.Int64 // one-way, nanoseconds
+
+	mu        sync.Mutex
+	rules     []Rule
+	conns     map[*conn]struct{}
+	listeners []net.Listener
+	wg        sync.WaitGroup
+	closed    bool
+}
+
+// New prepares the routes of a topology; Start listens.
+func New(t *lifeline.Topology, log *slog.Logger) *Emulator {
+	e := &Emulator{log: log.With("subsystem", "wan"), routes: Plan(t), sites: siteByPeerURL(t), conns: map[*conn]struct{}{}}
+	e.latency.Store(int64(t.Links.CrossRegion.Latency))
+	return e
+}
+
+// Routes lists the routes in listen order.
+func (e *Emulator) Routes() []Route {
+	rs := append([]Route(nil), e.routes...)
+	sortRoutes(rs)
+	return rs
+}
+
+// Start listens on every route. It fails, listening on none, when an
+// address is taken (another topology on the same addresses).
+func (e *Emulator) Start(ctx context.Context) error {
+	var lc net.ListenConfig
+	for _, r := range e.routes {
+		l, err := lc.Listen(ctx, "tcp", r.Listen)
+		if err != nil {
+			e.Close()
+			return fmt.Errorf("wan route %s -> %s: %w", r.Listen, r.Target, err)
+		}
+		e.mu.Lock()
+		e.listeners = append(e.listeners, l)
+		e.mu.Unlock()
+		e.wg.Add(1)
+		go e.accept(l, r)
+	}
+	e.log.Info("wan links up", "routes", len(e.routes), "latency", time.Duration(e.latency.Load()))
+	return nil
+}
+
+// Close stops listening and closes every connection.
+func (e *Emulator) Close() {
+	e.mu.Lock()
+	e.closed = true
+	for _, l := range e.listeners {
+		l.Close()
+	}
+	for c := range e.conns {
+		c.close()
+	}
+	e.mu.Unlock()
+	e.wg.Wait()
+}
+
+// SetLatency changes the one-way cross-region latency.
+func (e *Emulator) SetLatency(d time.Duration) { e.latency.Store(int64(d)) }
+
+// Latency is the one-way cross-region latency.
+func (e *Emulator) Latency() time.Duration { return time.Duration(e.latency.Load()) }
+
+// Cut adds a rule; connections it covers stop flowing at once.
+func (e *Emulator) Cut(r Rule) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, x := range e.rules {
+		if x == r {
+			return
+		}
+	}
+	e.rules = append(e.rules, r)
+	for c := range e.conns {
+		if e.blockedLocked(c.from, c.to) {
+			c.blocked.Store(true)
+		}
+	}
+	e.log.Warn("link cut", "rule", r.String())
+}
+
+// Heal removes a rule (all rules when r is zero); connections that were
+// cut and no longer are get closed.
+func (e *Emulator) Heal(r Rule) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	kept := e.rules[:0]
+	for _, x := range e.rules {
+		if r != (Rule{}) && x != r {
+			kept = append(kept, x)
+		}
+	}
+	e.rules = kept
+	for c := range e.conns {
+		if c.blocked.Load() && !e.blockedLocked(c.from, c.to) {
+			c.close()
+		}
+	}
+	e.log.Info("link healed", "rule", r.String())
+}
+
+// Rules lists the cuts in force.
+func (e *Emulator) Rules() []Rule {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Rule(nil), e.rules...)
+}
+
+func (e *Emulator) blockedLocked(from, to string) bool {
+	for _, r := range e.rules {
+		if r.matches(from, to) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Emulator) accept(l net.Listener, r Route) {
+	defer e.wg.Done()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				e.log.Warn("accept", "route", r.Listen, "err", err)
+			}
+			return
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.serve(r, c)
+		}()
+	}
+}
+
+type conn struct {
+	from, to string
+	client   net.Conn
+	server   net.Conn
+	blocked  atomic.Bool
+	done     chan struct{}
+	once     sync.Once
+}
+
+func (c *conn) close() {
+	c.once.Do(func() {
+		close(c.done)
+		c.client.Close()
+		if c.server != nil {
+			c.server.Close()
+		}
+	})
+}
+
+func (e *Emulator) serve(r Route, client net.Conn) {
+	c := &conn{from: r.From, to: r.To, client: client, done: make(chan struct{})}
+	var head []byte
+	if r.Kind == KindEtcdPeer {
+		head, c.from = e.peekSender(client)
+	}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		client.Close()
+		return
+	}
+	e.conns[c] = struct{}{}
+	c.blocked.Store(e.blockedLocked(c.from, c.to))
+	e.mu.Unlock()
+	defer func() {
+		c.close()
+		e.mu.Lock()
+		delete(e.conns, c)
+		e.mu.Unlock()
+	}()
+	if c.blocked.Load() {
+		<-c.done // a partition: the connection hangs until healed or closed
+		return
+	}
+	server, err := net.DialTimeout("tcp", r.Target, 5*time.Second)
+	if err != nil {
+		return
+	}
+	e.mu.Lock()
+	c.server = server
+	select {
+	case <-c.done:
+		server.Close()
+	default:
+	}
+	e.mu.Unlock()
+	var delay time.Duration
+	if r.CrossRegion {
+		delay = -1 // read the current latency for every chunk
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); e.pipe(c, server, io.MultiReader(bytes.NewReader(head), client), delay) }()
+	go func() { defer wg.Done(); e.pipe(c, client, server, delay) }()
+	wg.Wait()
+}
+
+// peekSender reads the first request's headers on an etcd peer connection:
+// etcd names its own peer URLs in X-PeerURLs, which tells which site sent it.
+func (e *Emulator) peekSender(c net.Conn) ([]byte, string) {
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	var buf bytes.Buffer
+	br := bufio.NewReaderSize(io.TeeReader(c, &buf), 1)
+	from := ""
+	for buf.Len() < 64<<10 {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			break
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			break
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "X-PeerURLs") {
+			for _, u := range strings.Split(strings.TrimSpace(v), ",") {
+				if s, ok := e.sites[u]; ok {
+					from = s
+				}
+			}
+		}
+	}
+	return buf.Bytes(), from
+}
+
+type chunk struct {
+	data []byte
+	at   time.Time
+}
+
+// pipe copies src to dst, holding every chunk for the link's latency. Chunks
+// are in flight concurrently, so throughput is bounded by the window, not
+// by the latency (as on a real long link).
+func (e *Emulator) pipe(c *conn, dst net.Conn, src io.Reader, delay time.Duration) {
+	ch := make(chan chunk, 256)
+	go func() {
+		defer close(ch)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				d := delay
+				if d < 0 {
+					d = time.Duration(e.latency.Load())
+				}
+				select {
+				case ch <- chunk{buf[:n], time.Now().Add(d)}:
+				case <-c.done:
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for ck := range ch {
+		if wait := time.Until(ck.at); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-c.done:
+				return
+			}
+		}
+		if c.blocked.Load() {
+			<-c.done
+			return
+		}
+		if _, err := dst.Write(ck.data); err != nil {
+			c.close()
+			return
+		}
+	}
+	// src ended: pass the half-close on so the other side sees EOF.
+	if tc, ok := dst.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+}
