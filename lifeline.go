@@ -476,3 +476,26 @@ type ReplicaStatus struct {
 	LagBytes  int64   `json:"lag_bytes"`
 	Connected bool    `json:"connected"`
 }
+
+// Fingerprint identifies the shape of a topology: what, once built, cannot
+// change under a data directory without rebuilding it (names, addresses,
+// ports, strategies). Objectives, routing and backup settings may change.
+func (t *Topology) Fingerprint() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "name=%s mode=%s etcd=%v/%d/%d\n", t.Name, t.Mode, t.Control.Endpoints, t.Control.ClientPort, t.Control.PeerPort)
+	for _, r := range t.Regions {
+		fmt.Fprintf(&b, "region=%s", r.Name)
+		for _, z := range r.Zones {
+			fmt.Fprintf(&b, " %s@%s", z.Name, z.Address)
+		}
+		b.WriteByte('\n')
+	}
+	if t.Witness != nil {
+		fmt.Fprintf(&b, "witness=%s\n", t.Witness.Address)
+	}
+	for _, w := range t.Workloads {
+		fmt.Fprintf(&b, "workload=%s strategy=%s port=%d users=%s,%s\n",
+			w.Name, w.Strategy, w.Database.Port, w.Database.Superuser, w.Database.ReplicationUser)
+	}
+	return b.String()
+}

@@ -47,6 +47,12 @@ func (s *spool) Write(p []byte) (int, error) {
 		}
 		return n, nil
 	}
+	if len(s.mem)+len(p) > cap(s.mem) {
+		// Grow by doubling, but never past the limit.
+		grown := make([]byte, len(s.mem), min(s.limit, max(2*cap(s.mem), len(s.mem)+len(p), 64<<10)))
+		copy(grown, s.mem)
+		s.mem = grown
+	}
 	s.mem = append(s.mem, p...)
 	s.n += int64(len(p))
 	return len(p), nil

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/lifeline-dr/lifeline/internal/proc"
 )
 
 // Config describes one PostgreSQL instance on this node.
@@ -75,7 +76,7 @@ type Instance struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	done chan struct{} // closed when the current process has exited
+	done <-chan struct{} // closed when the current process has exited
 	err  error         // its exit status
 }
 
@@ -354,28 +355,13 @@ func (i *Instance) Start(ctx context.Context) error {
 	offset, _ := logf.Seek(0, io.SeekEnd)
 	cmd := i.command(context.Background(), nil, "postgres", "-D", i.DataDir())
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Pdeathsig is tied to the thread that forks; that thread must stay
-	// alive as long as the child, so the goroutine holds it until Wait returns.
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
-	started := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			close(done)
-			return
-		}
-		started <- nil
-		err := cmd.Wait()
+	done, err := proc.Start(cmd, syscall.SIGQUIT, func(err error) {
 		logf.Close()
 		i.mu.Lock()
 		i.err = err
 		i.mu.Unlock()
-		close(done)
-	}()
-	if err := <-started; err != nil {
+	})
+	if err != nil {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", i.cfg.Name, err)
 	}

@@ -1,0 +1,263 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/postgres"
+	"github.com/lifeline-dr/lifeline/store"
+	"github.com/lifeline-dr/lifeline/wan"
+)
+
+// Config is what an agent needs to run one node.
+type Config struct {
+	Topology *lifeline.Topology
+	Node     lifeline.NodeID
+	// DataDir is the topology's data directory; the node keeps its state in
+	// NodeDir(DataDir, Node).
+	DataDir string
+	PGBin   string
+	Owner   *postgres.Owner
+	Logger  *slog.Logger
+}
+
+// NodeDir is where a node keeps its etcd member and databases.
+func NodeDir(dataDir string, id lifeline.NodeID) string {
+	return filepath.Join(dataDir, "nodes", id.Region, id.Zone)
+}
+
+// WitnessDir is where the witness keeps its etcd member.
+func WitnessDir(dataDir string) string { return filepath.Join(dataDir, "witness") }
+
+// Agent runs one node: its etcd member when the node hosts a site, and one
+// PostgreSQL instance per workload that has a database on the node.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	dialer *wan.Dialer
+	store  *store.Store
+	member *store.Member
+
+	mu      sync.Mutex
+	session clientv3.LeaseID
+}
+
+// New returns an agent for cfg.Node.
+func New(cfg Config) (*Agent, error) {
+	if _, err := cfg.Topology.Zone(cfg.Node); err != nil {
+		return nil, err
+	}
+	return &Agent{
+		cfg:    cfg,
+		log:    cfg.Logger.With("node", cfg.Node.String()),
+		dialer: wan.NewDialer(cfg.Topology, cfg.Node.String()),
+	}, nil
+}
+
+// Run serves until ctx ends, then stops the node's databases cleanly.
+func (a *Agent) Run(ctx context.Context) error {
+	t := a.cfg.Topology
+	dir := NodeDir(a.cfg.DataDir, a.cfg.Node)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if site, ok := t.SiteOf(a.cfg.Node); ok && t.Control.Embedded() {
+		m, err := StartMember(ctx, t, site, filepath.Join(dir, "etcd"))
+		if err != nil {
+			return err
+		}
+		a.member = m
+		defer m.Close()
+	}
+	s, err := store.Connect(Endpoints(t, a.cfg.Node), t.Name)
+	if err != nil {
+		return err
+	}
+	a.store = s
+	defer s.Close()
+	if err := a.checkTopology(ctx); err != nil {
+		return err
+	}
+	a.log.Info("agent running", "pid", os.Getpid())
+
+	var wg sync.WaitGroup
+	var instances []*workloadRunner
+	for i := range t.Workloads {
+		w := &t.Workloads[i]
+		if t.RoleOf(w, t.InitialPrimary(w), a.cfg.Node) == lifeline.RoleNone {
+			continue
+		}
+		r := a.newWorkloadRunner(w, dir)
+		instances = append(instances, r)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.run(ctx)
+		}()
+	}
+	go a.keepSession(ctx)
+	var memberErr <-chan error
+	if a.member != nil {
+		memberErr = a.member.Err()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-memberErr:
+		a.log.Error("etcd member failed", "err", err)
+	}
+	wg.Wait()
+	stopCtx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for _, r := range instances {
+		if err := r.pg.Stop(stopCtx); err != nil {
+			a.log.Error("stop postgres", "workload", r.w.Name, "err", err)
+		}
+	}
+	a.revokeSession()
+	a.log.Info("agent stopped")
+	return nil
+}
+
+// Endpoints lists the etcd client URLs a node dials: its own member
+// directly, the others through the node's WAN routes.
+func Endpoints(t *lifeline.Topology, from lifeline.NodeID) []string {
+	if !t.Control.Embedded() {
+		return t.Control.Endpoints
+	}
+	d := wan.NewDialer(t, from.String())
+	var eps []string
+	for _, s := range t.Sites() {
+		target := net.JoinHostPort(s.Address, strconv.Itoa(t.Control.ClientPort))
+		eps = append(eps, "http://"+d.Address(target))
+	}
+	return eps
+}
+
+// OperatorEndpoints lists the etcd client URLs for tools run by an operator
+// on the machine of a local topology: every member directly.
+func OperatorEndpoints(t *lifeline.Topology) []string {
+	if !t.Control.Embedded() {
+		return t.Control.Endpoints
+	}
+	var eps []string
+	for _, s := range t.Sites() {
+		eps = append(eps, "http://"+net.JoinHostPort(s.Address, strconv.Itoa(t.Control.ClientPort)))
+	}
+	return eps
+}
+
+// StartMember starts the embedded etcd member of a site.
+func StartMember(ctx context.Context, t *lifeline.Topology, site lifeline.Site, dir string) (*store.Member, error) {
+	cluster := map[string]string{}
+	for _, s := range t.Sites() {
+		cluster[s.Name] = wan.PeerURL(t, s)
+	}
+	return store.StartMember(ctx, store.MemberConfig{
+		Name:             site.Name,
+		Dir:              dir,
+		ClientURL:        "http://" + net.JoinHostPort(site.Address, strconv.Itoa(t.Control.ClientPort)),
+		PeerURL:          "http://" + net.JoinHostPort(site.Address, strconv.Itoa(t.Control.PeerPort)),
+		AdvertisePeerURL: wan.PeerURL(t, site),
+		Cluster:          cluster,
+		Token:            "lifeline-" + t.Name,
+		LogFile:          filepath.Join(dir, "..", "etcd.log"),
+	})
+}
+
+// checkTopology records the topology in the control store, or refuses to
+// run when the store holds another one.
+func (a *Agent) checkTopology(ctx context.Context) error {
+	t := a.cfg.Topology
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := a.store.Create(cctx, a.store.Keys().Topology(), t)
+		var have *lifeline.Topology
+		var found bool
+		if err == nil {
+			have, found, err = a.store.Topology(cctx)
+		}
+		cancel()
+		if err == nil && found {
+			if have.Fingerprint() != t.Fingerprint() {
+				return fmt.Errorf("the control store holds topology %q built from another spec:\n%s\nthis agent's spec:\n%s", have.Name, have.Fingerprint(), t.Fingerprint())
+			}
+			return nil
+		}
+		a.log.Info("waiting for the control store", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// keepSession holds the lease that the node's status reports live under:
+// when the agent dies, they vanish after LeaseTTL.
+func (a *Agent) keepSession(ctx context.Context) {
+	for ctx.Err() == nil {
+		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := a.store.Client().Grant(gctx, int64(a.cfg.Topology.Control.LeaseTTL/time.Second))
+		cancel()
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+				continue
+			}
+		}
+		a.mu.Lock()
+		a.session = resp.ID
+		a.mu.Unlock()
+		kctx, kcancel := context.WithCancel(ctx)
+		ch, err := a.store.Client().KeepAlive(kctx, resp.ID)
+		if err == nil {
+			for range ch {
+			}
+		}
+		kcancel()
+		a.mu.Lock()
+		a.session = 0
+		a.mu.Unlock()
+		a.log.Warn("status session lost; renewing")
+	}
+}
+
+func (a *Agent) sessionLease() clientv3.LeaseID {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.session
+}
+
+func (a *Agent) revokeSession() {
+	id := a.sessionLease()
+	if id == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, _ = a.store.Client().Revoke(ctx, id)
+}
+
+// report publishes a workload's status under the session lease.
+func (a *Agent) report(ctx context.Context, st lifeline.NodeStatus) error {
+	lease := a.sessionLease()
+	if lease == 0 {
+		return errors.New("no status session")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return a.store.Put(cctx, a.store.Keys().Status(st.Workload, st.Node), st, clientv3.WithLease(lease))
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/postgres"
+	"github.com/lifeline-dr/lifeline/spec"
+)
+
+func newAgent() *cobra.Command {
+	var file, dataDir, node, osUser string
+	cmd := &cobra.Command{
+		Use:   "agent --node REGION/ZONE -f SPEC [--data-dir DIR]",
+		Short: "Run the agent of one node: its PostgreSQL and, on a site's first node, an etcd member",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := spec.Load(file)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			id, err := lifeline.ParseNodeID(node)
+			if err != nil {
+				return err
+			}
+			bin, err := postgres.FindBin()
+			if err != nil {
+				return err
+			}
+			owner, err := postgres.ResolveOwner(osUser)
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			a, err := agent.New(agent.Config{Topology: t, Node: id, DataDir: dataDir, PGBin: bin, Owner: owner, Logger: log})
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file")
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "where the node keeps its data")
+	cmd.Flags().StringVar(&node, "node", "", "this node, as REGION/ZONE")
+	cmd.Flags().StringVar(&osUser, "os-user", postgres.DefaultOSUser, "the OS user PostgreSQL runs as when the agent runs as root")
+	_ = cmd.MarkFlagRequired("node")
+	return cmd
+}
+
+func newWitness() *cobra.Command {
+	var file, dataDir string
+	cmd := &cobra.Command{
+		Use:   "witness -f SPEC [--data-dir DIR]",
+		Short: "Run the witness site's etcd member (it only votes)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := spec.Load(file)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			return agent.RunWitness(cmd.Context(), t, dataDir, log)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file")
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "where the witness keeps its data")
+	return cmd
+}

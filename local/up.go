@@ -1,0 +1,391 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/internal/proc"
+	"github.com/lifeline-dr/lifeline/postgres"
+	"github.com/lifeline-dr/lifeline/store"
+	"github.com/lifeline-dr/lifeline/wan"
+)
+
+// Options configure `lifeline up`.
+type Options struct {
+	// SpecFile is handed to every agent; the topology must have been parsed from it.
+	SpecFile string
+	DataDir  string
+	// Binary is the lifeline executable to run agents with (default: this one).
+	Binary string
+	// Out receives progress lines for the operator.
+	Out    io.Writer
+	Logger *slog.Logger
+}
+
+// Runner runs a local topology: the WAN links, the witness, one agent
+// process per node, and a control socket for `node` and `link` commands.
+type Runner struct {
+	t    *lifeline.Topology
+	opts Options
+	dir  *DataDir
+	wan  *wan.Emulator
+	log  *slog.Logger
+	out  io.Writer
+
+	mu    sync.Mutex
+	procs map[string]*process
+	down  chan struct{}
+	once  sync.Once
+	exits chan string
+}
+
+type process struct {
+	name    string
+	args    []string
+	cmd     *exec.Cmd
+	done    <-chan struct{}
+	state   string // running, stopped, killed, exited
+	started time.Time
+	err     error
+}
+
+// Up builds or resumes the topology and serves until ctx ends or `lifeline
+// down` asks; then it stops every process it started.
+func Up(ctx context.Context, t *lifeline.Topology, opts Options) error {
+	if t.Mode != lifeline.ModeLocal {
+		return fmt.Errorf("lifeline up runs local topologies; %s is mode %s: run `lifeline agent --node REGION/ZONE` on each host", opts.SpecFile, t.Mode)
+	}
+	if opts.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		opts.Binary = exe
+	}
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	spec, err := filepath.Abs(opts.SpecFile)
+	if err != nil {
+		return err
+	}
+	opts.SpecFile = spec
+	if _, err := postgres.FindBin(); err != nil {
+		return err
+	}
+	owner, err := postgres.ResolveOwner("")
+	if err != nil {
+		return err
+	}
+	dir, err := OpenDataDir(opts.DataDir, t)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := owner.CheckReachable(filepath.Join(dir.Path, "nodes")); err != nil {
+		return err
+	}
+	r := &Runner{
+		t: t, opts: opts, dir: dir, log: opts.Logger, out: opts.Out,
+		procs: map[string]*process{}, down: make(chan struct{}), exits: make(chan string, 16),
+	}
+	return r.run(ctx)
+}
+
+func (r *Runner) printf(format string, args ...any) {
+	fmt.Fprintf(r.out, format+"\n", args...)
+}
+
+func (r *Runner) run(ctx context.Context) error {
+	start := time.Now()
+	r.wan = wan.New(r.t, r.log)
+	if err := r.wan.Start(ctx); err != nil {
+		return fmt.Errorf("%w (is another topology running on these addresses?)", err)
+	}
+	defer r.wan.Close()
+	if lat := r.t.Links.CrossRegion.Latency; lat > 0 {
+		r.printf("wan: %d routes, cross-region latency %s each way", len(r.wan.Routes()), lat)
+	}
+	srv, err := r.serveControl()
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	defer r.stopAll()
+	if r.t.Witness != nil && r.t.Control.Embedded() {
+		if err := r.startProcess(lifeline.WitnessSite); err != nil {
+			return err
+		}
+	}
+	for _, id := range r.t.Nodes() {
+		if err := r.startProcess(id.String()); err != nil {
+			return err
+		}
+	}
+	r.printf("started %d agents; logs in %s", len(r.t.Nodes()), filepath.Join(r.dir.Path, logDir))
+	if err := r.waitReady(ctx, start); err != nil {
+		return err
+	}
+	r.printf("topology %s is up (%.1fs). In another terminal: lifeline status --data-dir %s", r.t.Name, time.Since(start).Seconds(), r.dir.Path)
+	for {
+		select {
+		case <-ctx.Done():
+			r.printf("stopping (Ctrl-C again to abort)...")
+			return nil
+		case <-r.down:
+			r.printf("stopping: asked by lifeline down...")
+			return nil
+		case name := <-r.exits:
+			r.printf("warning: %s exited on its own; see %s (lifeline node start %s brings it back)", name, r.dir.LogFile(name), name)
+		}
+	}
+}
+
+// startProcess starts the agent of a node, or the witness.
+func (r *Runner) startProcess(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.procs[name]; ok && p.state == "running" {
+		return fmt.Errorf("%s is already running (pid %d)", name, p.cmd.Process.Pid)
+	}
+	args := []string{"agent", "--node", name}
+	if name == lifeline.WitnessSite {
+		args = []string{"witness"}
+	}
+	args = append(args, "-f", r.opts.SpecFile, "--data-dir", r.dir.Path)
+	logf, err := os.OpenFile(r.dir.LogFile(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(r.opts.Binary, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group: Ctrl-C reaches `up` alone, which stops nodes
+	// in order, and `node kill` takes the agent and its PostgreSQL at once.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p := &process{name: name, args: args, cmd: cmd, state: "running", started: time.Now()}
+	done, err := proc.Start(cmd, syscall.SIGTERM, func(err error) {
+		logf.Close()
+		r.mu.Lock()
+		p.err = err
+		wasRunning := p.state == "running"
+		if wasRunning {
+			p.state = "exited"
+		}
+		r.mu.Unlock()
+		if wasRunning {
+			select {
+			case r.exits <- name:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	p.done = done
+	r.procs[name] = p
+	r.log.Info("process started", "name", name, "pid", cmd.Process.Pid)
+	return nil
+}
+
+// signalNode stops a node: "kill" sends SIGKILL to its whole process group
+// (the agent, its etcd member and its PostgreSQL die at once, as when a zone
+// is lost); "stop" asks the agent to shut down cleanly.
+func (r *Runner) signalNode(ctx context.Context, name, action string) error {
+	r.mu.Lock()
+	p, ok := r.procs[name]
+	if !ok {
+		r.mu.Unlock()
+		return fmt.Errorf("node %q: %w (nodes: %s)", name, lifeline.ErrNotFound, strings.Join(r.names(), ", "))
+	}
+	if p.state != "running" {
+		r.mu.Unlock()
+		return fmt.Errorf("node %s is not running (%s)", name, p.state)
+	}
+	pid := p.cmd.Process.Pid
+	if action == "kill" {
+		p.state = "killed"
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	} else {
+		p.state = "stopped"
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	r.mu.Unlock()
+	r.log.Warn("node "+action, "name", name, "pid", pid)
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(90 * time.Second):
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-p.done
+	}
+	if action == "kill" {
+		// The agent's PostgreSQL is in its process group; wait until the
+		// postmaster is gone too, so the caller sees a dead node.
+		waitGroupGone(pid)
+	}
+	return nil
+}
+
+// waitGroupGone waits (up to 10s) until no process of a group is left.
+func waitGroupGone(pgid int) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// pid is the process id of a running node's agent, or 0.
+func (r *Runner) pid(name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.procs[name]; ok && p.state == "running" {
+		return p.cmd.Process.Pid
+	}
+	return 0
+}
+
+func (r *Runner) names() []string {
+	var names []string
+	for n := range r.procs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// NodeState is one process of the topology as `up` sees it.
+type NodeState struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+	PID   int    `json:"pid"`
+}
+
+func (r *Runner) states() []NodeState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []NodeState
+	for _, n := range r.names() {
+		p := r.procs[n]
+		s := NodeState{Name: n, State: p.state}
+		if p.state == "running" {
+			s.PID = p.cmd.Process.Pid
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// stopAll stops the agents (each stops its PostgreSQL cleanly), then the witness.
+func (r *Runner) stopAll() {
+	r.mu.Lock()
+	var agents, witness []*process
+	for _, p := range r.procs {
+		if p.state != "running" {
+			continue
+		}
+		p.state = "stopped"
+		if p.name == lifeline.WitnessSite {
+			witness = append(witness, p)
+		} else {
+			agents = append(agents, p)
+		}
+	}
+	r.mu.Unlock()
+	for _, group := range [][]*process{agents, witness} {
+		for _, p := range group {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		}
+		for _, p := range group {
+			select {
+			case <-p.done:
+			case <-time.After(2 * time.Minute):
+				r.printf("%s did not stop in 2m; killing it", p.name)
+				_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+				<-p.done
+			}
+			waitGroupGone(p.cmd.Process.Pid)
+		}
+	}
+	r.printf("stopped")
+}
+
+// waitReady waits until every database node reports healthy, printing each
+// as it gets there. An agent that exits meanwhile fails the start.
+func (r *Runner) waitReady(ctx context.Context, start time.Time) error {
+	s, err := store.Connect(agent.OperatorEndpoints(r.t), r.t.Name)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ready := map[string]bool{}
+	want := 0
+	for i := range r.t.Workloads {
+		want += len(r.t.DatabaseNodes(&r.t.Workloads[i]))
+	}
+	last := time.Now()
+	for len(ready) < want {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.down:
+			return errors.New("stopped before the topology was ready")
+		case name := <-r.exits:
+			return fmt.Errorf("%s exited while starting:\n%s", name, tail(r.dir.LogFile(name), 15))
+		case <-time.After(300 * time.Millisecond):
+		}
+		for i := range r.t.Workloads {
+			w := &r.t.Workloads[i]
+			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			reports, err := s.Statuses(qctx, w.Name)
+			cancel()
+			if err != nil {
+				continue
+			}
+			for _, id := range r.t.DatabaseNodes(w) {
+				key := w.Name + "@" + id.String()
+				// Reports of a previous run linger until their lease expires:
+				// only the agent started now counts.
+				if st, ok := reports[id.String()]; ok && st.Healthy && !ready[key] && st.AgentPID == r.pid(id.String()) {
+					ready[key] = true
+					r.printf("  %-28s %-13s ready  (%4.1fs)", key, st.Role, time.Since(start).Seconds())
+				}
+			}
+		}
+		if time.Since(last) > 15*time.Second {
+			last = time.Now()
+			r.printf("  waiting: %d of %d databases ready", len(ready), want)
+		}
+	}
+	return nil
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,191 @@
+// Package status assembles what `lifeline status` shows: every node of
+// every workload with its role, health, WAL position and replication lag,
+// from the reports agents keep in the control store.
+package status
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/store"
+)
+
+// Report is the JSON shape of `lifeline status --json`. Fields are added
+// over time; none is renamed.
+type Report struct {
+	Name      string     `json:"name"`
+	Workloads []Workload `json:"workloads"`
+}
+
+// Workload is one workload's state.
+type Workload struct {
+	Name       string  `json:"name"`
+	Strategy   string  `json:"strategy"`
+	Active     string  `json:"active"`
+	Primary    string  `json:"primary"`
+	Epoch      int64   `json:"epoch"`
+	RPOSeconds float64 `json:"rpo_seconds"`
+	RTOSeconds float64 `json:"rto_seconds"`
+	Nodes      []Node  `json:"nodes"`
+}
+
+// Node is one node's database as its agent last reported it.
+type Node struct {
+	Region      string  `json:"region"`
+	Zone        string  `json:"zone"`
+	Role        string  `json:"role"`
+	Healthy     bool    `json:"healthy"`
+	Address     string  `json:"address"`
+	Port        int     `json:"port"`
+	AgentPID    int     `json:"agent_pid"`
+	PostgresPID int     `json:"postgres_pid"`
+	Timeline    int64   `json:"timeline"`
+	LSN         string  `json:"lsn"`
+	LagBytes    int64   `json:"lag_bytes"`
+	LagSeconds  float64 `json:"lag_seconds"`
+	WithinRPO   bool    `json:"within_rpo"`
+	Reported    string  `json:"reported,omitempty"`
+	Error       string  `json:"error,omitempty"`
+}
+
+// Collect reads the state of every workload of t.
+func Collect(ctx context.Context, s *store.Store, t *lifeline.Topology) (*Report, error) {
+	rep := &Report{Name: t.Name}
+	for i := range t.Workloads {
+		w := &t.Workloads[i]
+		rec, _, _, err := s.Primary(ctx, w.Name)
+		if err != nil {
+			return nil, err
+		}
+		reports, err := s.Statuses(ctx, w.Name)
+		if err != nil {
+			return nil, err
+		}
+		rep.Workloads = append(rep.Workloads, Build(t, w, rec, reports))
+	}
+	return rep, nil
+}
+
+// Build is the pure part of Collect: the workload's nodes from the primary
+// record and the agents' reports (keyed by node).
+func Build(t *lifeline.Topology, w *lifeline.Workload, rec lifeline.PrimaryRecord, reports map[string]lifeline.NodeStatus) Workload {
+	out := Workload{
+		Name: w.Name, Strategy: string(w.Strategy), Active: w.Active, Primary: rec.Node, Epoch: rec.Epoch,
+		RPOSeconds: w.Objectives.RPO.Seconds(), RTOSeconds: w.Objectives.RTO.Seconds(),
+	}
+	primary, _ := lifeline.ParseNodeID(rec.Node)
+	if r, err := t.Region(primary.Region); err == nil && rec.Node != "" {
+		out.Active = r.Name
+	}
+	pst := reports[rec.Node]
+	primaryLSN, _ := lifeline.ParseLSN(pst.LSN)
+	replicas := map[string]lifeline.ReplicaStatus{}
+	for _, r := range pst.Replicas {
+		replicas[r.Name] = r
+	}
+	for _, id := range t.DatabaseNodes(w) {
+		n := Node{Region: id.Region, Zone: id.Zone, Address: t.Address(id), Port: w.Database.Port}
+		n.Role = string(t.RoleOf(w, primary, id))
+		st, ok := reports[id.String()]
+		if !ok {
+			n.Error = "no report from the agent (node down?)"
+			out.Nodes = append(out.Nodes, n)
+			continue
+		}
+		n.Healthy, n.AgentPID, n.PostgresPID = st.Healthy, st.AgentPID, st.PostgresPID
+		n.Timeline, n.LSN, n.Error = st.Timeline, st.LSN, st.Error
+		n.Reported = st.Reported.Format(time.RFC3339)
+		if id != primary {
+			n.LagBytes, n.LagSeconds = lag(primaryLSN, st, replicas[id.Slug()])
+		}
+		n.WithinRPO = n.Healthy && (id == primary || n.LagSeconds <= w.Objectives.RPO.Seconds())
+		out.Nodes = append(out.Nodes, n)
+	}
+	return out
+}
+
+// lag prefers the primary's own view (pg_stat_replication), which is the
+// standby's distance from what the primary has acknowledged; it falls back
+// to comparing the two reports when the standby is not connected.
+func lag(primary lifeline.LSN, st lifeline.NodeStatus, r lifeline.ReplicaStatus) (int64, float64) {
+	if r.Connected {
+		return r.LagBytes, math.Round(r.ReplayLag*1000) / 1000
+	}
+	l, err := lifeline.ParseLSN(st.LSN)
+	if err != nil || primary == 0 {
+		return 0, 0
+	}
+	return primary.Sub(l), 0
+}
+
+// WriteTable prints the report for a terminal.
+func (r *Report) WriteTable(out io.Writer) error {
+	for i, w := range r.Workloads {
+		if i > 0 {
+			fmt.Fprintln(out)
+		}
+		fmt.Fprintf(out, "workload %s: %s, active %s, primary %s (epoch %d), rpo %s, rto %s\n",
+			w.Name, w.Strategy, w.Active, orDash(w.Primary), w.Epoch,
+			time.Duration(w.RPOSeconds*float64(time.Second)), time.Duration(w.RTOSeconds*float64(time.Second)))
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tROLE\tHEALTHY\tADDRESS\tTL\tLSN\tLAG\tLAG(s)\tIN RPO\tPIDS (agent/pg)\tNOTE")
+		nodes := append([]Node(nil), w.Nodes...)
+		sort.SliceStable(nodes, func(a, b int) bool { return rank(nodes[a].Role) < rank(nodes[b].Role) })
+		for _, n := range nodes {
+			lagB, lagS := "-", "-"
+			if n.Role != string(lifeline.RolePrimary) && n.LSN != "" {
+				lagB, lagS = bytes(n.LagBytes), fmt.Sprintf("%.3f", n.LagSeconds)
+			}
+			fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s:%d\t%d\t%s\t%s\t%s\t%s\t%d/%d\t%s\n",
+				n.Region, n.Zone, n.Role, yesNo(n.Healthy), n.Address, n.Port, n.Timeline, orDash(n.LSN),
+				lagB, lagS, yesNo(n.WithinRPO), n.AgentPID, n.PostgresPID, n.Error)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func rank(role string) int {
+	switch lifeline.Role(role) {
+	case lifeline.RolePrimary:
+		return 0
+	case lifeline.RoleSyncStandby:
+		return 1
+	}
+	return 2
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "NO"
+}
+
+func orDash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
+
+func bytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
