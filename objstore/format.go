@@ -114,7 +114,7 @@ func readHeader(r io.Reader) (header, []byte, error) {
 		return header{}, nil, corruptf("bad magic %q: not a lifeline object", b[:len(magic)])
 	}
 	if v := b[offVersion]; v != formatVersion {
-		return header{}, nil, corruptf("unsupported format version %d (this build reads version %d)", v, formatVersion)
+		return header{}, nil, corruptf("unsupported format version %d (this build reads version %d: a newer Lifeline wrote the object, or its header is damaged)", v, formatVersion)
 	}
 	if n, err := io.ReadFull(r, b[offVersion+1:]); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

@@ -77,7 +77,7 @@ type Instance struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done <-chan struct{} // closed when the current process has exited
-	err  error         // its exit status
+	err  error           // its exit status
 }
 
 // New returns an instance; nothing runs until InitDB or BaseBackup and Start.

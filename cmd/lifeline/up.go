@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lifeline-dr/lifeline/examples"
 	"github.com/lifeline-dr/lifeline/local"
 	"github.com/lifeline-dr/lifeline/spec"
 )
@@ -28,6 +30,10 @@ Ctrl-C (or lifeline down) stops everything cleanly; up again on the same
 data directory resumes without re-initialising.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			file, err := specOrDefault(cmd, file, dataDir)
+			if err != nil {
+				return err
+			}
 			t, err := spec.Load(file)
 			if err != nil {
 				return &exitError{code: 2, err: err}
@@ -48,9 +54,34 @@ data directory resumes without re-initialising.`,
 			return local.Up(ctx, t, local.Options{SpecFile: file, DataDir: dataDir, Out: cmd.OutOrStdout(), Logger: log})
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file")
+	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file (default: ./lifeline.yaml, else the embedded warm-standby example)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "where the topology keeps its data")
 	return cmd
+}
+
+// specOrDefault returns the spec to run: the one given, ./lifeline.yaml, or
+// the embedded default written into the data directory so that agents read
+// the same file.
+func specOrDefault(cmd *cobra.Command, file, dataDir string) (string, error) {
+	if cmd.Flags().Changed("file") {
+		return file, nil
+	}
+	if _, err := os.Stat(file); err == nil {
+		return file, nil
+	}
+	b, err := examples.Read(examples.Default)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dataDir, "spec.yaml")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "no %s here: running the embedded default (examples/%s), copied to %s\n", file, examples.Default, path)
+	return path, nil
 }
 
 func newDown() *cobra.Command {
