@@ -1,204 +1,33 @@
 package local_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/internal/testenv"
+	"github.com/lifeline-dr/lifeline/internal/topotest"
 	"github.com/lifeline-dr/lifeline/status"
 )
-
-// binary is the lifeline executable the tests run, built once.
-var binary string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "lifeline-bin-")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "lifeline")
-	out, err := exec.Command("go", "build", "-o", binary, "../cmd/lifeline").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build lifeline: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// example copies an example spec onto loopback addresses no other test uses.
-func example(t *testing.T, name string) (specFile, sub string) {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "examples", name+".yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub = testenv.Subnet(t)
-	src := strings.NewReplacer("127.0.1.", sub+".1", "127.0.2.", sub+".2", "127.0.3.1", sub+".31").Replace(string(b))
-	specFile = filepath.Join(testenv.Dir(t), name+".yaml")
-	if err := os.WriteFile(specFile, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return specFile, sub
-}
-
-// up runs `lifeline up` until the test ends, stopping it (and, through it,
-// every agent and PostgreSQL) at cleanup, also when the test fails.
-type up struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	dataDir string
-	done    chan struct{}
-	mu      sync.Mutex
-	out     strings.Builder
-}
-
-func startUp(t *testing.T, specFile, dataDir string) *up {
-	t.Helper()
-	u := &up{t: t, dataDir: dataDir, done: make(chan struct{})}
-	u.cmd = exec.Command(binary, "up", "-f", specFile, "--data-dir", dataDir)
-	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := u.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.cmd.Stderr = u.cmd.Stdout
-	if err := u.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		once := sync.Once{}
-		for sc.Scan() {
-			u.mu.Lock()
-			u.out.WriteString(sc.Text() + "\n")
-			u.mu.Unlock()
-			if strings.Contains(sc.Text(), " is up (") {
-				once.Do(func() { close(ready) })
-			}
-		}
-		u.cmd.Wait()
-		close(u.done)
-	}()
-	t.Cleanup(u.stop)
-	select {
-	case <-ready:
-	case <-u.done:
-		t.Fatalf("lifeline up exited before the topology was ready:\n%s", u.output())
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("lifeline up not ready after 3m:\n%s", u.output())
-	}
-	return u
-}
-
-func (u *up) output() string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.out.String()
-}
-
-// stop asks up to stop and waits; a hung up gets SIGKILL for its whole group.
-func (u *up) stop() {
-	select {
-	case <-u.done:
-		return
-	default:
-	}
-	_ = u.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-u.done:
-	case <-time.After(2 * time.Minute):
-		u.t.Errorf("lifeline up did not stop in 2m; killing it:\n%s", u.output())
-		_ = syscall.Kill(-u.cmd.Process.Pid, syscall.SIGKILL)
-		<-u.done
-	}
-}
-
-func (u *up) lifeline(args ...string) (string, error) {
-	cmd := exec.Command(binary, append(args, "--data-dir", u.dataDir)...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func (u *up) status(t *testing.T) *status.Report {
-	t.Helper()
-	out, err := u.lifeline("status", "--json")
-	if err != nil {
-		t.Fatalf("status: %v\n%s", err, out)
-	}
-	var rep status.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("status json: %v\n%s", err, out)
-	}
-	return &rep
-}
-
-// waitHealthy waits until every node of every workload reports healthy.
-func (u *up) waitHealthy(t *testing.T, timeout time.Duration) *status.Report {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		rep := u.status(t)
-		ok := true
-		for _, w := range rep.Workloads {
-			for _, n := range w.Nodes {
-				ok = ok && n.Healthy
-			}
-		}
-		if ok {
-			return rep
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not every node healthy after %v: %+v", timeout, rep)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-}
-
-func connect(t *testing.T, ctx context.Context, n status.Node) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=5", n.Address, n.Port))
-	if err != nil {
-		t.Fatalf("connect %s/%s: %v", n.Region, n.Zone, err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
-func nodesByRole(w status.Workload) map[string][]status.Node {
-	m := map[string][]status.Node{}
-	for _, n := range w.Nodes {
-		m[n.Role] = append(m[n.Role], n)
-	}
-	return m
-}
 
 // TestUp_WarmStandby builds the warm-standby example and checks that a
 // commit is on a synchronous standby when it returns and reaches every
 // cross-region standby; then stops it and brings it back on the same data.
 func TestUp_WarmStandby(t *testing.T) {
-	specFile, _ := example(t, "warm-standby")
+	specFile := topotest.Example(t, "warm-standby")
 	dataDir := filepath.Join(testenv.Dir(t), "data")
-	u := startUp(t, specFile, dataDir)
-	rep := u.waitHealthy(t, time.Minute)
+	u := topotest.Start(t, specFile, dataDir)
+	rep := u.WaitHealthy(t, time.Minute)
 	w := rep.Workloads[0]
-	roles := nodesByRole(w)
+	roles := topotest.ByRole(w)
 	if len(roles["primary"]) != 1 || len(roles["sync-standby"]) != 2 || len(roles["standby"]) != 2 {
 		t.Fatalf("roles = %+v", roles)
 	}
@@ -209,7 +38,7 @@ func TestUp_WarmStandby(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	primary := connect(t, ctx, roles["primary"][0])
+	primary := topotest.Connect(t, ctx, roles["primary"][0])
 	if _, err := primary.Exec(ctx, "CREATE TABLE orders (id int PRIMARY KEY, note text)"); err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +56,7 @@ func TestUp_WarmStandby(t *testing.T) {
 		held := 0
 		for _, n := range roles["sync-standby"] {
 			var got string
-			if err := connect(t, ctx, n).QueryRow(ctx, "SELECT pg_last_wal_receive_lsn()::text").Scan(&got); err != nil {
+			if err := topotest.Connect(t, ctx, n).QueryRow(ctx, "SELECT pg_last_wal_receive_lsn()::text").Scan(&got); err != nil {
 				t.Fatal(err)
 			}
 			if l, _ := lifeline.ParseLSN(got); l >= commit {
@@ -245,7 +74,7 @@ func TestUp_WarmStandby(t *testing.T) {
 	seen := 0
 	for _, n := range roles["sync-standby"] {
 		var c int
-		if err := connect(t, ctx, n).QueryRow(ctx, "SELECT count(*) FROM orders WHERE id = 21").Scan(&c); err != nil {
+		if err := topotest.Connect(t, ctx, n).QueryRow(ctx, "SELECT count(*) FROM orders WHERE id = 21").Scan(&c); err != nil {
 			t.Fatal(err)
 		}
 		seen += c
@@ -259,10 +88,10 @@ func TestUp_WarmStandby(t *testing.T) {
 
 	ids := systemIDs(t, ctx, w)
 	pids := pidsOf(w)
-	if out, err := u.lifeline("down"); err != nil {
+	if out, err := u.Lifeline("down"); err != nil {
 		t.Fatalf("down: %v\n%s", err, out)
 	}
-	<-u.done
+	<-u.Done
 	for _, pid := range pids {
 		if syscall.Kill(pid, 0) == nil {
 			t.Errorf("process %d still runs after lifeline down", pid)
@@ -270,9 +99,9 @@ func TestUp_WarmStandby(t *testing.T) {
 	}
 
 	// Up again on the same data: same roles, same databases, all rows.
-	u2 := startUp(t, specFile, dataDir)
-	rep2 := u2.waitHealthy(t, time.Minute)
-	for role, nodes := range nodesByRole(rep2.Workloads[0]) {
+	u2 := topotest.Start(t, specFile, dataDir)
+	rep2 := u2.WaitHealthy(t, time.Minute)
+	for role, nodes := range topotest.ByRole(rep2.Workloads[0]) {
 		if len(nodes) != len(roles[role]) {
 			t.Errorf("after restart %d %s nodes, want %d", len(nodes), role, len(roles[role]))
 		}
@@ -290,7 +119,7 @@ func TestUp_WarmStandby(t *testing.T) {
 
 func waitCount(t *testing.T, ctx context.Context, n status.Node, want int, timeout time.Duration) {
 	t.Helper()
-	conn := connect(t, ctx, n)
+	conn := topotest.Connect(t, ctx, n)
 	deadline := time.Now().Add(timeout)
 	for {
 		var c int
@@ -310,7 +139,7 @@ func systemIDs(t *testing.T, ctx context.Context, w status.Workload) map[string]
 	ids := map[string]int64{}
 	for _, n := range w.Nodes {
 		var id int64
-		if err := connect(t, ctx, n).QueryRow(ctx, "SELECT system_identifier FROM pg_control_system()").Scan(&id); err != nil {
+		if err := topotest.Connect(t, ctx, n).QueryRow(ctx, "SELECT system_identifier FROM pg_control_system()").Scan(&id); err != nil {
 			t.Fatal(err)
 		}
 		ids[n.Region+"/"+n.Zone] = id
@@ -352,9 +181,9 @@ func TestUp_ExampleRoles(t *testing.T) {
 		{"active-active", map[string]int{"primary": 1, "sync-standby": 1, "standby": 2}},
 	} {
 		t.Run(c.example, func(t *testing.T) {
-			specFile, _ := example(t, c.example)
-			u := startUp(t, specFile, filepath.Join(testenv.Dir(t), "data"))
-			rep := u.waitHealthy(t, time.Minute)
+			specFile := topotest.Example(t, c.example)
+			u := topotest.Start(t, specFile, filepath.Join(testenv.Dir(t), "data"))
+			rep := u.WaitHealthy(t, time.Minute)
 			got := map[string]int{}
 			for _, n := range rep.Workloads[0].Nodes {
 				got[n.Role]++
@@ -372,8 +201,8 @@ func TestUp_ExampleRoles(t *testing.T) {
 // TestUp_RefusesAnotherSpecsDataDir: a data dir made from one spec is not
 // reused for another, and nothing in it is touched.
 func TestUp_RefusesAnotherSpecsDataDir(t *testing.T) {
-	specFile, _ := example(t, "pilot-light")
-	other, _ := example(t, "backup-restore")
+	specFile := topotest.Example(t, "pilot-light")
+	other := topotest.Example(t, "backup-restore")
 	dataDir := filepath.Join(testenv.Dir(t), "data")
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -383,7 +212,7 @@ func TestUp_RefusesAnotherSpecsDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{specFile, other} {
-		out, err := exec.Command(binary, "up", "-f", f, "--data-dir", dataDir).CombinedOutput()
+		out, err := exec.Command(topotest.Binary(t), "up", "-f", f, "--data-dir", dataDir).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "was made from another spec") {
 			t.Errorf("up on another spec's data dir: err=%v\n%s", err, out)
 		}

@@ -1,0 +1,225 @@
+// Package topotest runs real local topologies for integration tests and
+// benchmarks: it builds the lifeline binary, runs `lifeline up` as a child
+// process and stops it (and through it every agent and PostgreSQL) at
+// cleanup, also when the test fails.
+package topotest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lifeline-dr/lifeline/internal/testenv"
+	"github.com/lifeline-dr/lifeline/status"
+)
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// Binary builds the lifeline command once per test process.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		dir, err := os.MkdirTemp("", "lifeline-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "lifeline")
+		cmd := exec.Command("go", "build", "-o", binary, "./cmd/lifeline")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build lifeline: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// Example copies an example spec onto loopback addresses that no other test
+// uses, applying replacements (old, new pairs) to its text.
+func Example(t testing.TB, name string, replace ...string) (specFile string) {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "examples", name+".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Spec(t, string(b), replace...)
+}
+
+// Spec writes a spec whose addresses 127.0.1.N, 127.0.2.N and 127.0.3.1 are
+// moved to a loopback subnet no other test uses.
+func Spec(t testing.TB, src string, replace ...string) string {
+	t.Helper()
+	sub := testenv.Subnet(t)
+	src = strings.NewReplacer(replace...).Replace(src)
+	src = strings.NewReplacer("127.0.1.", sub+".1", "127.0.2.", sub+".2", "127.0.3.1", sub+".31").Replace(src)
+	specFile := filepath.Join(testenv.Dir(t), "lifeline.yaml")
+	if err := os.WriteFile(specFile, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return specFile
+}
+
+// Up is a running `lifeline up`.
+type Up struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	DataDir string
+	Done    chan struct{}
+	mu      sync.Mutex
+	out     strings.Builder
+}
+
+// Start runs `lifeline up` and waits until the topology is ready.
+func Start(t testing.TB, specFile, dataDir string) *Up {
+	t.Helper()
+	u := &Up{t: t, DataDir: dataDir, Done: make(chan struct{})}
+	u.cmd = exec.Command(Binary(t), "up", "-f", specFile, "--data-dir", dataDir)
+	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := u.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.cmd.Stderr = u.cmd.Stdout
+	if err := u.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		var once sync.Once
+		for sc.Scan() {
+			u.mu.Lock()
+			u.out.WriteString(sc.Text() + "\n")
+			u.mu.Unlock()
+			if strings.Contains(sc.Text(), " is up (") {
+				once.Do(func() { close(ready) })
+			}
+		}
+		u.cmd.Wait()
+		close(u.Done)
+	}()
+	t.Cleanup(u.Stop)
+	select {
+	case <-ready:
+	case <-u.Done:
+		t.Fatalf("lifeline up exited before the topology was ready:\n%s", u.Output())
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("lifeline up not ready after 3m:\n%s", u.Output())
+	}
+	return u
+}
+
+// Output is what `up` printed so far.
+func (u *Up) Output() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.out.String()
+}
+
+// Stop asks up to stop and waits; a hung up gets SIGKILL for its whole group.
+func (u *Up) Stop() {
+	select {
+	case <-u.Done:
+		return
+	default:
+	}
+	_ = u.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-u.Done:
+	case <-time.After(2 * time.Minute):
+		u.t.Errorf("lifeline up did not stop in 2m; killing it:\n%s", u.Output())
+		_ = syscall.Kill(-u.cmd.Process.Pid, syscall.SIGKILL)
+		<-u.Done
+	}
+}
+
+// Lifeline runs a lifeline command against this topology's data directory.
+func (u *Up) Lifeline(args ...string) (string, error) {
+	cmd := exec.Command(Binary(u.t), append(args, "--data-dir", u.DataDir)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Status runs `lifeline status --json`.
+func (u *Up) Status(t testing.TB) *status.Report {
+	t.Helper()
+	out, err := u.Lifeline("status", "--json")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	var rep status.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("status json: %v\n%s", err, out)
+	}
+	return &rep
+}
+
+// WaitHealthy waits until every node of every workload reports healthy.
+func (u *Up) WaitHealthy(t testing.TB, timeout time.Duration) *status.Report {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		rep := u.Status(t)
+		ok := true
+		for _, w := range rep.Workloads {
+			for _, n := range w.Nodes {
+				ok = ok && n.Healthy
+			}
+		}
+		if ok {
+			return rep
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not every node healthy after %v: %+v", timeout, rep)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// ConnString is the superuser's connection string for a node of a local
+// topology without passwords.
+func ConnString(n status.Node) string {
+	return fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=5", n.Address, n.Port)
+}
+
+// Connect opens a connection to a node, closed at cleanup.
+func Connect(t testing.TB, ctx context.Context, n status.Node) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, ConnString(n))
+	if err != nil {
+		t.Fatalf("connect %s/%s: %v", n.Region, n.Zone, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// ByRole groups a workload's nodes by role.
+func ByRole(w status.Workload) map[string][]status.Node {
+	m := map[string][]status.Node{}
+	for _, n := range w.Nodes {
+		m[n.Role] = append(m[n.Role], n)
+	}
+	return m
+}
