@@ -378,6 +378,7 @@ func (s *Store) upload(ctx context.Context, key string, e *encoded, ifNotExist b
 		ContentType:                 "application/octet-stream",
 		DisableContentTypeDetection: true,
 		IfNotExist:                  ifNotExist,
+		BufferSize:                  partSize(e.hdr.storedSize()),
 	})
 	if err != nil {
 		return mapErr(err)
@@ -544,6 +545,7 @@ func (s *Store) Copy(ctx context.Context, dst *Store, key string) error {
 	w, err := dst.bucket.NewWriter(wctx, key, &blob.WriterOptions{
 		ContentType:                 "application/octet-stream",
 		DisableContentTypeDetection: true,
+		BufferSize:                  partSize(br.Size()),
 	})
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", key, mapErr(err))
@@ -584,6 +586,18 @@ func (s *Store) copyPayload(key string, h header, hb []byte, r io.Reader, w io.W
 	defer o.Close()
 	_, err = io.Copy(io.Discard, o)
 	return err
+}
+
+// partSize is the upload part size for an object of n bytes: 0 (the
+// driver's default, 5 MiB on S3) unless that would need more than S3's 10,000
+// parts (objects over 48 GiB), then the smallest whole MiB that fits.
+func partSize(n int64) int {
+	const maxParts, defaultPart, mib = 10000, 5 << 20, 1 << 20
+	if n <= maxParts*defaultPart {
+		return 0
+	}
+	p := (n + maxParts - 1) / maxParts
+	return int((p + mib - 1) / mib * mib)
 }
 
 // mapErr turns gocloud's not-found into ErrNotFound.
