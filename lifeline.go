@@ -443,14 +443,41 @@ type PrimaryRecord struct {
 	Timeline int64     `json:"timeline,omitempty"`
 }
 
+// LeaseRecord is the value of a workload's primary lease key. The key lives
+// under an etcd lease that only the primary's agent renews: while it exists,
+// no other node may be promoted.
+type LeaseRecord struct {
+	Node  string `json:"node"`
+	Epoch int64  `json:"epoch"`
+}
+
+// FailoverRecord is the history of one change of primary.
+type FailoverRecord struct {
+	ID       string    `json:"id"`
+	Kind     string    `json:"kind"`
+	From     string    `json:"from"`
+	To       string    `json:"to"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Seconds  float64   `json:"seconds"`
+	LostLSN  string    `json:"from_lsn,omitempty"`
+}
+
 // NodeStatus is what an agent reports about its database, refreshed every
 // check interval and kept under a lease so that a dead agent's report vanishes.
 type NodeStatus struct {
-	Node        string    `json:"node"`
-	Workload    string    `json:"workload"`
-	Role        Role      `json:"role"`
-	Healthy     bool      `json:"healthy"`
-	InRecovery  bool      `json:"in_recovery"`
+	Node       string `json:"node"`
+	Workload   string `json:"workload"`
+	Role       Role   `json:"role"`
+	Healthy    bool   `json:"healthy"`
+	InRecovery bool   `json:"in_recovery"`
+	// Running is true while the agent's PostgreSQL runs; Streaming while a
+	// standby's WAL receiver is connected to its upstream.
+	Running   bool `json:"running"`
+	Streaming bool `json:"streaming"`
+	// Fenced is set by a primary's agent that stopped its server because it
+	// could not renew its lease.
+	Fenced      bool      `json:"fenced,omitempty"`
 	Address     string    `json:"address"`
 	Port        int       `json:"port"`
 	AgentPID    int       `json:"agent_pid"`
@@ -498,4 +525,12 @@ func (t *Topology) Fingerprint() string {
 			w.Name, w.Strategy, w.Database.Port, w.Database.Superuser, w.Database.ReplicationUser)
 	}
 	return b.String()
+}
+
+// FenceMargin is how long before its lease could expire a primary that has
+// not renewed it stops its server. It covers the time the stop takes and
+// clock drift between the agent and etcd: fencing always completes before
+// another node may be promoted.
+func (c Control) FenceMargin() time.Duration {
+	return max(2*c.CheckInterval, c.LeaseTTL/3)
 }

@@ -8,12 +8,16 @@ import (
 
 // Defaults in one place. Each says why it is the value it is.
 const (
-	// DefaultLeaseTTL bounds how long a dead primary blocks a failover.
-	// Five seconds keeps zone-failover RTO low while riding out a GC pause
-	// or a slow etcd write (the lease is renewed every CheckInterval).
-	DefaultLeaseTTL = 5 * time.Second
-	// DefaultCheckInterval is how often health is reported and leases renewed.
-	DefaultCheckInterval = 1 * time.Second
+	// DefaultLeaseTTL bounds how long a dead primary blocks a failover: it
+	// is most of a zone failover's RTO. The primary fences itself when it
+	// has not renewed for LeaseTTL-FenceMargin (2s here): an etcd leader
+	// election (about 1s) is ridden out; a longer control-store outage
+	// costs a restart of the primary, never a second writer. Raise it where
+	// etcd runs on slow disks.
+	DefaultLeaseTTL = 3 * time.Second
+	// DefaultCheckInterval is how often leases are renewed and health is
+	// reported: four renewals fit in the fencing window.
+	DefaultCheckInterval = 500 * time.Millisecond
 	DefaultClientPort    = 2379
 	DefaultPeerPort      = 2380
 	DefaultDatabasePort  = 5432

@@ -489,8 +489,11 @@ func (p *parser) validate(t *lifeline.Topology) {
 	}
 	p.checkPort("control.client-port", t.Control.ClientPort)
 	p.checkPort("control.peer-port", t.Control.PeerPort)
-	if t.Control.CheckInterval*2 > t.Control.LeaseTTL {
-		p.at("control.lease-ttl", "control.lease-ttl %s must be at least twice check-interval %s, or a healthy primary loses its lease between two renewals", t.Control.LeaseTTL, t.Control.CheckInterval)
+	switch c := t.Control; {
+	case c.LeaseTTL < 2*time.Second:
+		p.at("control.lease-ttl", "control.lease-ttl %s: at least 2s (etcd cannot keep shorter leases through a leader election)", c.LeaseTTL)
+	case c.CheckInterval <= 0 || c.CheckInterval*4 > c.LeaseTTL:
+		p.at("control.lease-ttl", "control.lease-ttl %s must be at least 4 times check-interval %s, or a healthy primary fences itself between two renewals", c.LeaseTTL, c.CheckInterval)
 	}
 
 	if len(t.Regions) == 0 {

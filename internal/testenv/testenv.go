@@ -4,14 +4,17 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/lifeline-dr/lifeline/postgres"
+	"github.com/lifeline-dr/lifeline/store"
 )
 
 // Dir is a fresh directory that an unprivileged PostgreSQL can enter even
@@ -74,3 +77,23 @@ func Owner(t testing.TB) *postgres.Owner {
 
 // Join is filepath.Join, for brevity in tests.
 func Join(elem ...string) string { return filepath.Join(elem...) }
+
+// Etcd starts a one-member embedded etcd on a fresh loopback address,
+// stopped at cleanup, and returns its client endpoints.
+func Etcd(t testing.TB) []string {
+	t.Helper()
+	sub := Subnet(t)
+	client, peer := "http://"+sub+".1:2379", "http://"+sub+".1:2380"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := Dir(t)
+	m, err := store.StartMember(ctx, store.MemberConfig{
+		Name: "test", Dir: filepath.Join(dir, "etcd"), ClientURL: client, PeerURL: peer,
+		Cluster: map[string]string{"test": peer}, Token: "test", LogFile: filepath.Join(dir, "etcd.log"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return []string{client}
+}

@@ -1,0 +1,348 @@
+// Package runbook runs recoveries as ordered lists of idempotent steps whose
+// progress lives in the control store, so that any controller can resume a
+// runbook where the last one stopped.
+//
+// Guarantees: one runbook per workload at a time (a lock key in etcd); every
+// write of progress is guarded by the writer's controller leadership, so a
+// deposed leader cannot move a runbook on; every step's outcome is appended
+// to the audit log. A step is skipped when its check says its effect is
+// already in place, which is what makes resuming after a crash safe.
+package runbook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lifeline-dr/lifeline/store"
+)
+
+// State of a runbook or of one of its steps.
+type State string
+
+const (
+	Pending   State = "pending"
+	Running   State = "running"
+	Succeeded State = "succeeded"
+	Skipped   State = "skipped" // the check found the effect already in place
+	Failed    State = "failed"
+)
+
+// Runbook is the persisted progress of one recovery.
+type Runbook struct {
+	ID       string            `json:"id"`
+	Workload string            `json:"workload"`
+	Kind     string            `json:"kind"`
+	State    State             `json:"state"`
+	Params   map[string]string `json:"params"`
+	Steps    []Step            `json:"steps"`
+	Created  time.Time         `json:"created"`
+	Updated  time.Time         `json:"updated"`
+	Finished time.Time         `json:"finished,omitzero"`
+	Error    string            `json:"error,omitempty"`
+	// Leader is the controller that last moved the runbook on.
+	Leader string `json:"leader"`
+}
+
+// Step is one step's progress.
+type Step struct {
+	Name     string    `json:"name"`
+	State    State     `json:"state"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	Seconds  float64   `json:"seconds"`
+	Attempts int       `json:"attempts,omitempty"`
+	Note     string    `json:"note,omitempty"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// Seconds is the runbook's duration so far.
+func (rb *Runbook) Seconds() float64 {
+	end := rb.Finished
+	if end.IsZero() {
+		end = rb.Updated
+	}
+	return end.Sub(rb.Created).Seconds()
+}
+
+// Action is one kind of step. Its methods must be safe to call again after
+// a crash at any point: Check tells whether the effect is in place.
+type Action interface {
+	Name() string
+	// Pre must hold before Do runs; an error fails the runbook.
+	Pre(ctx context.Context, rb *Runbook) error
+	// Do performs the step. It may record results in rb.Params; a note
+	// returned is shown with the step.
+	Do(ctx context.Context, rb *Runbook) (note string, err error)
+	// Check reports whether the step's effect is in place.
+	Check(ctx context.Context, rb *Runbook) (bool, error)
+}
+
+// Kind is a named recipe: the steps of e.g. a zone failover.
+type Kind struct {
+	Name  string
+	Steps []Action
+}
+
+// ErrLocked is returned when the workload already runs a runbook.
+var ErrLocked = errors.New("another runbook holds the workload's lock")
+
+// ErrNotLeader is returned when progress could not be written because the
+// writer is no longer the controller leader.
+var ErrNotLeader = errors.New("no longer the controller leader")
+
+// Engine starts, runs and resumes runbooks.
+type Engine struct {
+	store *store.Store
+	kinds map[string]Kind
+	log   *slog.Logger
+	// Leader names this controller; Guard is true in etcd only while it
+	// leads (its election key's revision).
+	Leader string
+	Guard  clientv3.Cmp
+	Now    func() time.Time
+}
+
+// NewEngine returns an engine for the given kinds.
+func NewEngine(s *store.Store, leader string, guard clientv3.Cmp, log *slog.Logger, kinds ...Kind) *Engine {
+	e := &Engine{store: s, kinds: map[string]Kind{}, log: log.With("subsystem", "runbook"), Leader: leader, Guard: guard, Now: time.Now}
+	for _, k := range kinds {
+		e.kinds[k.Name] = k
+	}
+	return e
+}
+
+// Start creates a runbook and takes the workload's lock. It fails with
+// ErrLocked while another runbook runs for the workload.
+func (e *Engine) Start(ctx context.Context, workload, kind string, params map[string]string) (*Runbook, error) {
+	k, ok := e.kinds[kind]
+	if !ok {
+		return nil, fmt.Errorf("runbook kind %q is not registered", kind)
+	}
+	now := e.Now().UTC()
+	rb := &Runbook{
+		ID:       fmt.Sprintf("%s-%s-%s", now.Format("20060102T150405.000"), workload, kind),
+		Workload: workload, Kind: kind, State: Running, Params: params,
+		Created: now, Updated: now, Leader: e.Leader,
+	}
+	rb.ID = strings.ReplaceAll(rb.ID, ".", "")
+	if rb.Params == nil {
+		rb.Params = map[string]string{}
+	}
+	for _, a := range k.Steps {
+		rb.Steps = append(rb.Steps, Step{Name: a.Name(), State: Pending})
+	}
+	b, err := encode(rb)
+	if err != nil {
+		return nil, err
+	}
+	keys := e.store.Keys()
+	resp, err := e.store.Client().Txn(ctx).
+		If(e.Guard, clientv3.Compare(clientv3.CreateRevision(keys.Lock(workload)), "=", 0)).
+		Then(clientv3.OpPut(keys.Lock(workload), rb.ID), clientv3.OpPut(keys.Runbook(rb.ID), b)).
+		Else(clientv3.OpGet(keys.Lock(workload))).
+		Commit()
+	if err != nil {
+		return nil, fmt.Errorf("start runbook %s for %s: %w", kind, workload, err)
+	}
+	if !resp.Succeeded {
+		held := ""
+		if r := resp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
+			held = string(r.Kvs[0].Value)
+		}
+		if held == "" {
+			return nil, fmt.Errorf("start runbook %s for %s: %w", kind, workload, ErrNotLeader)
+		}
+		return nil, fmt.Errorf("start runbook %s for %s: %w (%s)", kind, workload, ErrLocked, held)
+	}
+	e.audit(ctx, rb, "", "started", 0, "")
+	e.log.Info("runbook started", "id", rb.ID, "params", rb.Params)
+	return rb, nil
+}
+
+// Run executes the runbook's remaining steps in order. A step whose check
+// passes is skipped; a failed precondition, step or check fails the
+// runbook and releases the lock. It returns ErrNotLeader, leaving the
+// runbook as it is for the next leader, when leadership is lost.
+func (e *Engine) Run(ctx context.Context, rb *Runbook) error {
+	k, ok := e.kinds[rb.Kind]
+	if !ok {
+		return fmt.Errorf("runbook %s: kind %q is not registered", rb.ID, rb.Kind)
+	}
+	if len(k.Steps) != len(rb.Steps) {
+		return e.finish(ctx, rb, fmt.Errorf("runbook %s has %d steps, kind %s has %d", rb.ID, len(rb.Steps), rb.Kind, len(k.Steps)))
+	}
+	for i, a := range k.Steps {
+		st := &rb.Steps[i]
+		if st.State == Succeeded || st.State == Skipped {
+			continue
+		}
+		if err := e.step(ctx, rb, st, a); err != nil {
+			if errors.Is(err, ErrNotLeader) || ctx.Err() != nil {
+				return err
+			}
+			return e.finish(ctx, rb, fmt.Errorf("step %s: %w", st.Name, err))
+		}
+	}
+	return e.finish(ctx, rb, nil)
+}
+
+func (e *Engine) step(ctx context.Context, rb *Runbook, st *Step, a Action) error {
+	if st.State == Pending || st.Started.IsZero() {
+		st.Started = e.Now().UTC()
+	}
+	st.State = Running
+	st.Attempts++
+	st.Error = ""
+	if err := e.save(ctx, rb); err != nil {
+		return err
+	}
+	done, err := a.Check(ctx, rb)
+	if err != nil {
+		return e.failStep(ctx, rb, st, fmt.Errorf("check: %w", err))
+	}
+	if done {
+		// Resumed after the effect was already in place (or it never had to happen).
+		return e.endStep(ctx, rb, st, Skipped, "already in place")
+	}
+	if err := a.Pre(ctx, rb); err != nil {
+		return e.failStep(ctx, rb, st, fmt.Errorf("precondition: %w", err))
+	}
+	note, err := a.Do(ctx, rb)
+	if err != nil {
+		return e.failStep(ctx, rb, st, err)
+	}
+	done, err = a.Check(ctx, rb)
+	if err != nil {
+		return e.failStep(ctx, rb, st, fmt.Errorf("check: %w", err))
+	}
+	if !done {
+		return e.failStep(ctx, rb, st, errors.New("check: the step ran but its effect is not in place"))
+	}
+	return e.endStep(ctx, rb, st, Succeeded, note)
+}
+
+func (e *Engine) endStep(ctx context.Context, rb *Runbook, st *Step, state State, note string) error {
+	st.State, st.Note = state, note
+	st.Finished = e.Now().UTC()
+	st.Seconds = st.Finished.Sub(st.Started).Seconds()
+	if err := e.save(ctx, rb); err != nil {
+		return err
+	}
+	e.audit(ctx, rb, st.Name, string(state), st.Seconds, note)
+	e.log.Info("runbook step", "id", rb.ID, "step", st.Name, "state", state, "seconds", st.Seconds, "note", note)
+	return nil
+}
+
+func (e *Engine) failStep(ctx context.Context, rb *Runbook, st *Step, err error) error {
+	if errors.Is(err, ErrNotLeader) || ctx.Err() != nil {
+		return err
+	}
+	st.State, st.Error = Failed, err.Error()
+	st.Finished = e.Now().UTC()
+	st.Seconds = st.Finished.Sub(st.Started).Seconds()
+	if serr := e.save(ctx, rb); serr != nil {
+		return serr
+	}
+	e.audit(ctx, rb, st.Name, string(Failed), st.Seconds, err.Error())
+	return err
+}
+
+// finish records the outcome and releases the workload's lock.
+func (e *Engine) finish(ctx context.Context, rb *Runbook, err error) error {
+	rb.State = Succeeded
+	if err != nil {
+		rb.State, rb.Error = Failed, err.Error()
+	}
+	rb.Finished = e.Now().UTC()
+	b, encErr := encode(e.touch(rb))
+	if encErr != nil {
+		return encErr
+	}
+	keys := e.store.Keys()
+	resp, terr := e.store.Client().Txn(ctx).
+		If(e.Guard).
+		Then(clientv3.OpPut(keys.Runbook(rb.ID), b),
+			clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(keys.Lock(rb.Workload)), "=", rb.ID)},
+				[]clientv3.Op{clientv3.OpDelete(keys.Lock(rb.Workload))}, nil)).
+		Commit()
+	if terr != nil {
+		return fmt.Errorf("finish runbook %s: %w", rb.ID, terr)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("finish runbook %s: %w", rb.ID, ErrNotLeader)
+	}
+	e.audit(ctx, rb, "", string(rb.State), rb.Seconds(), rb.Error)
+	e.log.Info("runbook finished", "id", rb.ID, "state", rb.State, "seconds", rb.Seconds(), "err", rb.Error)
+	return err
+}
+
+func (e *Engine) touch(rb *Runbook) *Runbook {
+	rb.Updated = e.Now().UTC()
+	rb.Leader = e.Leader
+	return rb
+}
+
+// save writes progress, only while this controller leads.
+func (e *Engine) save(ctx context.Context, rb *Runbook) error {
+	b, err := encode(e.touch(rb))
+	if err != nil {
+		return err
+	}
+	resp, err := e.store.Client().Txn(ctx).If(e.Guard).Then(clientv3.OpPut(e.store.Keys().Runbook(rb.ID), b)).Commit()
+	if err != nil {
+		return fmt.Errorf("save runbook %s: %w", rb.ID, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("save runbook %s: %w", rb.ID, ErrNotLeader)
+	}
+	return nil
+}
+
+// Unfinished returns the runbooks a new leader must resume.
+func (e *Engine) Unfinished(ctx context.Context) ([]*Runbook, error) {
+	all, err := List(ctx, e.store)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Runbook
+	for i := range all {
+		if all[i].State == Running {
+			out = append(out, &all[i])
+		}
+	}
+	return out, nil
+}
+
+// Get reads one runbook.
+func Get(ctx context.Context, s *store.Store, id string) (*Runbook, error) {
+	var rb Runbook
+	_, found, err := s.Get(ctx, s.Keys().Runbook(id), &rb)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("runbook %s: not found", id)
+	}
+	return &rb, nil
+}
+
+// List reads every runbook, oldest first.
+func List(ctx context.Context, s *store.Store) ([]Runbook, error) {
+	m, err := store.List[Runbook](ctx, s, s.Keys().RunbookPrefix())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Runbook, 0, len(m))
+	for _, rb := range m {
+		out = append(out, rb)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
