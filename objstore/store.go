@@ -329,6 +329,10 @@ func (s *Store) encode(ctx context.Context, key string, r io.Reader) (_ *encoded
 		if cerr := zw.Close(); err == nil {
 			err = cerr
 		}
+		// After an error Close returns without waiting for the encoder's
+		// goroutines, which may still be writing to w; Reset waits for them,
+		// so nothing touches the spool once encode returns.
+		zw.Reset(io.Discard)
 	}
 	if err != nil {
 		return nil, err
