@@ -113,7 +113,13 @@ type Topology struct {
 	Regions   []Region
 	Witness   *Witness
 	Links     Links
+	Router    Router
 	Workloads []Workload
+}
+
+// Router is where the workloads' entry points listen.
+type Router struct {
+	Address string
 }
 
 // Control configures the control store and the timing of leases.
@@ -226,6 +232,8 @@ type Routing struct {
 	Hostname string
 	Policy   string
 	TTL      time.Duration
+	// WriterPort is the writer endpoint's port on the router's address.
+	WriterPort int
 }
 
 // Secret is a reference to a secret: "env:NAME" or "file:PATH". The value is

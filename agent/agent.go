@@ -9,12 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/controller"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/store"
 	"github.com/lifeline-dr/lifeline/wan"
@@ -107,6 +110,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	go a.keepSession(ctx)
+	ctl := controller.New(controller.Config{
+		Topology: t, Store: s, Name: a.cfg.Node.String(), Connect: a.connect, DialURL: a.dialURL, Logger: a.log,
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctl.Run(ctx)
+	}()
 	var memberErr <-chan error
 	if a.member != nil {
 		memberErr = a.member.Err()
@@ -127,6 +138,32 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.revokeSession()
 	a.log.Info("agent stopped")
 	return nil
+}
+
+// connect opens a superuser connection to a node's database, through this
+// node's WAN routes.
+func (a *Agent) connect(ctx context.Context, w *lifeline.Workload, id lifeline.NodeID) (*pgx.Conn, error) {
+	host, port := a.dialer.HostPort(a.cfg.Topology.Address(id), w.Database.Port)
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=5", host, port, w.Database.Superuser))
+	if err != nil {
+		return nil, err
+	}
+	if w.Database.Password.Set() {
+		if cfg.Password, err = w.Database.Password.Resolve(); err != nil {
+			return nil, err
+		}
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s@%s: %w", w.Name, id, err)
+	}
+	return conn, nil
+}
+
+// dialURL maps another member's client URL to the route this node uses.
+func (a *Agent) dialURL(u string) string {
+	host := strings.TrimPrefix(u, "http://")
+	return "http://" + a.dialer.Address(host)
 }
 
 // Endpoints lists the etcd client URLs a node dials: its own member

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/lifeline-dr/lifeline"
@@ -15,17 +16,27 @@ import (
 
 // workloadRunner reconciles one workload's database on this node with the
 // control store's word on who the primary is.
+//
+// Safety rules it keeps: the server runs as a primary only while this node
+// is named primary by the record and holds the primary lease; a node that is
+// not named primary never starts without standby.signal; a node that ran as
+// primary is rewound (or reseeded) before it follows another.
 type workloadRunner struct {
-	a   *Agent
-	w   *lifeline.Workload
-	pg  *postgres.Instance
-	log *slog.Logger
-	me  lifeline.NodeID
+	a     *Agent
+	w     *lifeline.Workload
+	pg    *postgres.Instance
+	log   *slog.Logger
+	me    lifeline.NodeID
+	lease *primaryLease
 
-	primary    lifeline.PrimaryRecord
 	wake       chan struct{}
 	configured string // the settings last written, to reload only on change
-	roleReady  bool   // replication user and slots are in place
+	runningAs  lifeline.Role
+	readyEpoch int64 // the epoch for which replication user and slots are in place
+
+	mu      sync.Mutex
+	primary lifeline.PrimaryRecord
+	fenced  string // why the server was fenced; "" when not
 }
 
 // SmallParameters size PostgreSQL for a local topology, where every node
@@ -83,17 +94,19 @@ func (a *Agent) newWorkloadRunner(w *lifeline.Workload, nodeDir string) *workloa
 		}
 		log.Warn("no database password in the spec: trusting the topology's loopback addresses without one")
 	}
-	return &workloadRunner{
+	r := &workloadRunner{
 		a: a, w: w, me: a.cfg.Node, log: log,
 		pg:   postgres.New(cfg),
 		wake: make(chan struct{}, 1),
 	}
+	r.lease = &primaryLease{r: r}
+	return r
 }
 
 func (r *workloadRunner) run(ctx context.Context) {
 	go r.watchPrimary(ctx)
-	interval := r.a.cfg.Topology.Control.CheckInterval
-	tick := time.NewTicker(interval)
+	go r.lease.hold(ctx)
+	tick := time.NewTicker(r.a.cfg.Topology.Control.CheckInterval)
 	defer tick.Stop()
 	for {
 		if err := r.reconcile(ctx); err != nil && ctx.Err() == nil {
@@ -114,20 +127,24 @@ func (r *workloadRunner) run(ctx context.Context) {
 		case <-tick.C:
 		case <-r.wake:
 		case <-exited:
-			r.log.Error("postgres exited", "log", r.pg.LogFile())
+			if r.fenceReason() == "" {
+				r.log.Error("postgres exited", "log", r.pg.LogFile())
+			}
 		}
+	}
+}
+
+func (r *workloadRunner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
 	}
 }
 
 func (r *workloadRunner) watchPrimary(ctx context.Context) {
 	key := r.a.store.Keys().Primary(r.w.Name)
 	for ctx.Err() == nil {
-		err := r.a.store.WatchKey(ctx, key, func([]byte) {
-			select {
-			case r.wake <- struct{}{}:
-			default:
-			}
-		})
+		err := r.a.store.WatchKey(ctx, key, func([]byte) { r.poke() })
 		if ctx.Err() == nil {
 			r.log.Debug("watch primary", "err", err)
 			time.Sleep(time.Second)
@@ -135,42 +152,82 @@ func (r *workloadRunner) watchPrimary(ctx context.Context) {
 	}
 }
 
+// fence stops the server at once: it must not accept another write.
+func (r *workloadRunner) fence(reason string) {
+	r.mu.Lock()
+	r.fenced = reason
+	r.mu.Unlock()
+	if !r.pg.Running() {
+		return
+	}
+	r.log.Error("fencing: stopping postgres now", "reason", reason)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.pg.Kill(ctx); err != nil {
+		r.log.Error("fence", "err", err)
+	}
+	r.runningAs = ""
+	r.poke()
+}
+
+func (r *workloadRunner) fenceReason() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fenced
+}
+
 // primaryRecord reads who the primary is; the first agent to ask records
 // the spec's initial primary.
-func (r *workloadRunner) primaryRecord(ctx context.Context) (lifeline.PrimaryRecord, error) {
+func (r *workloadRunner) primaryRecord(ctx context.Context) (lifeline.PrimaryRecord, int64, error) {
 	t := r.a.cfg.Topology
-	rec, _, found, err := r.a.store.Primary(ctx, r.w.Name)
+	rec, rev, found, err := r.a.store.Primary(ctx, r.w.Name)
 	if err != nil || found {
-		return rec, err
+		return rec, rev, err
 	}
 	init := lifeline.PrimaryRecord{Node: t.InitialPrimary(r.w).String(), Epoch: 1, Since: time.Now().UTC()}
 	if _, err := r.a.store.Create(ctx, r.a.store.Keys().Primary(r.w.Name), init); err != nil {
-		return rec, err
+		return rec, 0, err
 	}
-	rec, _, _, err = r.a.store.Primary(ctx, r.w.Name)
-	return rec, err
+	rec, rev, _, err = r.a.store.Primary(ctx, r.w.Name)
+	return rec, rev, err
 }
 
 func (r *workloadRunner) reconcile(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	rec, err := r.primaryRecord(cctx)
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	rec, rev, err := r.primaryRecord(cctx)
 	cancel()
 	if err != nil {
 		return err
 	}
+	r.mu.Lock()
 	r.primary = rec
+	r.mu.Unlock()
 	primary, err := lifeline.ParseNodeID(rec.Node)
 	if err != nil {
 		return fmt.Errorf("primary record: %w", err)
 	}
 	if primary == r.me {
-		return r.reconcilePrimary(ctx, rec)
+		return r.reconcilePrimary(ctx, rec, rev)
 	}
 	return r.reconcileStandby(ctx, primary)
 }
 
-func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.PrimaryRecord) error {
-	t := r.a.cfg.Topology
+func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.PrimaryRecord, rev int64) error {
+	if !r.lease.valid(time.Now(), rec.Epoch) {
+		if r.runningAs == lifeline.RolePrimary {
+			r.fence("no valid primary lease")
+		}
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := r.lease.acquire(cctx, rec, rev)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("primary lease: %w", err)
+		}
+		r.log.Info("holding the primary lease", "epoch", rec.Epoch)
+		r.mu.Lock()
+		r.fenced = ""
+		r.mu.Unlock()
+	}
 	if !r.pg.Initialized() {
 		if rec.Epoch != 1 {
 			// A promoted primary always has data; an empty one here means
@@ -182,23 +239,20 @@ func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.Prim
 			return err
 		}
 	}
-	var names []string
-	for _, id := range t.SyncCandidates(r.w, r.me) {
-		names = append(names, id.Slug())
-	}
-	settings := postgres.Settings{
-		AppName:          r.me.Slug(),
-		SyncStandbyNames: postgres.SyncStandbyNames(r.w.Database.Sync, names),
-	}
-	if err := r.apply(ctx, settings); err != nil {
+	settings := postgres.Settings{AppName: r.me.Slug(), SyncStandbyNames: r.syncNames(ctx)}
+	if r.pg.Running() && r.runningAs != lifeline.RolePrimary {
+		if err := r.promote(ctx, settings); err != nil {
+			return err
+		}
+	} else if err := r.apply(ctx, settings, lifeline.RolePrimary); err != nil {
 		return err
 	}
-	if !r.roleReady {
+	if r.readyEpoch != rec.Epoch {
 		if err := r.pg.EnsureReplicationUser(ctx); err != nil {
 			return err
 		}
 		var slots []string
-		for _, id := range t.DatabaseNodes(r.w) {
+		for _, id := range r.a.cfg.Topology.DatabaseNodes(r.w) {
 			if id != r.me {
 				slots = append(slots, id.Slug())
 			}
@@ -206,26 +260,132 @@ func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.Prim
 		if err := r.pg.EnsureSlots(ctx, slots); err != nil {
 			return err
 		}
-		r.roleReady = true
+		r.readyEpoch = rec.Epoch
 	}
 	return nil
 }
 
+// promote turns the running standby into the primary. The lease is held.
+// The synchronous standbys are named before the promotion, so that no
+// commit is acknowledged by this server alone, and standby.signal is left
+// for PostgreSQL to remove: it ends recovery on a new timeline.
+func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings) error {
+	r.log.Warn("promoting to primary")
+	start := time.Now()
+	var pre postgres.Settings
+	if err := json.Unmarshal([]byte(r.configured), &pre); err != nil || pre.Upstream == nil {
+		return fmt.Errorf("promote: the running server's settings are unknown: %v", err)
+	}
+	pre.SyncStandbyNames = settings.SyncStandbyNames
+	if err := r.pg.WriteConfig(pre); err != nil {
+		return err
+	}
+	if err := r.pg.Reload(); err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if err := r.pg.Promote(pctx); err != nil {
+		return err
+	}
+	r.runningAs = lifeline.RolePrimary
+	r.log.Warn("promoted", "seconds", time.Since(start).Seconds())
+	return r.apply(ctx, settings, lifeline.RolePrimary)
+}
+
+// syncNames is synchronous_standby_names for this primary. With RPO 0 every
+// in-region standby is listed, alive or not: writes wait rather than risk
+// an acknowledged write that exists on one node only. With an RPO above 0,
+// standbys whose agents are gone are left out, so writes go on without them.
+func (r *workloadRunner) syncNames(ctx context.Context) string {
+	t := r.a.cfg.Topology
+	cands := t.SyncCandidates(r.w, r.me)
+	var names []string
+	var reports map[string]lifeline.NodeStatus
+	if r.w.Objectives.RPO > 0 {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		reports, _ = r.a.store.Statuses(cctx, r.w.Name)
+		cancel()
+	}
+	for _, id := range cands {
+		if reports != nil {
+			if st, ok := reports[id.String()]; !ok || !st.Running {
+				continue
+			}
+		}
+		names = append(names, id.Slug())
+	}
+	if reports != nil && len(names) == 0 {
+		// Keep the rule, not an empty list, until some report is in:
+		// reports==nil also when the store could not be read.
+		if len(reports) == 0 {
+			for _, id := range cands {
+				names = append(names, id.Slug())
+			}
+		}
+	}
+	return postgres.SyncStandbyNames(r.w.Database.Sync, names)
+}
+
 func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.NodeID) error {
 	t := r.a.cfg.Topology
+	if r.runningAs == lifeline.RolePrimary || r.lease.valid(time.Now(), r.lease.epochHeld()) {
+		// Another node is primary now: this one must stop writing at once.
+		r.fence(fmt.Sprintf("%s is primary now", primary))
+		r.lease.drop()
+	}
 	host, port := r.a.dialer.HostPort(t.Address(primary), r.w.Database.Port)
 	up := postgres.Upstream{Host: host, Port: port, Slot: r.me.Slug()}
 	if !r.pg.Initialized() {
 		if !r.primaryReady(ctx, primary) {
 			return fmt.Errorf("waiting for primary %s before seeding", primary)
 		}
-		bctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-		defer cancel()
-		if err := r.pg.BaseBackup(bctx, up); err != nil {
+		if err := r.seed(ctx, up); err != nil {
 			return err
 		}
+	} else if !r.pg.Running() {
+		was, err := r.pg.WasPrimary(ctx)
+		if err != nil {
+			return err
+		}
+		if was {
+			if !r.primaryReady(ctx, primary) {
+				return fmt.Errorf("waiting for primary %s before rejoining", primary)
+			}
+			if err := r.rejoin(ctx, up); err != nil {
+				return err
+			}
+		}
 	}
-	return r.apply(ctx, postgres.Settings{AppName: r.me.Slug(), Upstream: &up})
+	r.mu.Lock()
+	r.fenced = ""
+	r.mu.Unlock()
+	return r.apply(ctx, postgres.Settings{AppName: r.me.Slug(), Upstream: &up}, lifeline.RoleStandby)
+}
+
+// rejoin makes a former primary follow the new one: pg_rewind, or a fresh
+// base backup when rewinding fails (the old data is moved aside, never deleted).
+func (r *workloadRunner) rejoin(ctx context.Context, up postgres.Upstream) error {
+	r.configured = ""
+	err := r.pg.Rewind(ctx, up.Host, up.Port)
+	if err == nil {
+		r.log.Warn("rejoined by pg_rewind")
+		return nil
+	}
+	r.log.Error("pg_rewind failed; reseeding with a base backup", "err", err)
+	aside, derr := r.pg.Discard()
+	if derr != nil {
+		return derr
+	}
+	r.log.Warn("old data directory moved aside", "path", aside)
+	return r.seed(ctx, up)
+}
+
+func (r *workloadRunner) seed(ctx context.Context, up postgres.Upstream) error {
+	r.configured = ""
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	return r.pg.BaseBackup(bctx, up)
 }
 
 // primaryReady reports whether the primary's agent says it serves writes.
@@ -238,7 +398,7 @@ func (r *workloadRunner) primaryReady(ctx context.Context, primary lifeline.Node
 }
 
 // apply writes the settings, starting the server or reloading it when they changed.
-func (r *workloadRunner) apply(ctx context.Context, s postgres.Settings) error {
+func (r *workloadRunner) apply(ctx context.Context, s postgres.Settings, role lifeline.Role) error {
 	b, _ := json.Marshal(s)
 	changed := string(b) != r.configured
 	if changed {
@@ -250,7 +410,11 @@ func (r *workloadRunner) apply(ctx context.Context, s postgres.Settings) error {
 	if !r.pg.Running() {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
-		return r.pg.Start(sctx)
+		if err := r.pg.Start(sctx); err != nil {
+			return err
+		}
+		r.runningAs = role
+		return nil
 	}
 	if changed {
 		r.log.Info("configuration changed; reloading")
@@ -262,6 +426,10 @@ func (r *workloadRunner) apply(ctx context.Context, s postgres.Settings) error {
 // publish reports the database's state to the control store.
 func (r *workloadRunner) publish(ctx context.Context) error {
 	t := r.a.cfg.Topology
+	r.mu.Lock()
+	rec := r.primary
+	fenced := r.fenced
+	r.mu.Unlock()
 	st := lifeline.NodeStatus{
 		Node:        r.me.String(),
 		Workload:    r.w.Name,
@@ -269,38 +437,43 @@ func (r *workloadRunner) publish(ctx context.Context) error {
 		Port:        r.w.Database.Port,
 		AgentPID:    os.Getpid(),
 		PostgresPID: r.pg.PID(),
+		Running:     r.pg.Running(),
+		Fenced:      fenced != "",
 		Reported:    time.Now().UTC(),
 	}
-	if primary, err := lifeline.ParseNodeID(r.primary.Node); err == nil {
+	if primary, err := lifeline.ParseNodeID(rec.Node); err == nil {
 		st.Role = t.RoleOf(r.w, primary, r.me)
 	}
-	if st.PostgresPID != 0 {
+	switch {
+	case fenced != "":
+		st.Error = "fenced: " + fenced
+	case st.PostgresPID != 0:
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		pst, err := r.pg.Status(qctx)
 		cancel()
 		if err != nil {
 			st.Error = err.Error()
+			break
+		}
+		st.InRecovery = pst.InRecovery
+		st.Streaming = pst.Upstream == "streaming"
+		st.LSN = pst.LSN.String()
+		st.Timeline = pst.Timeline
+		st.Replicas = pst.Replicas
+		if pst.InRecovery {
+			st.ReceiveLSN = pst.ReceiveLSN.String()
+		}
+		if st.Role == lifeline.RolePrimary {
+			st.Healthy = !pst.InRecovery && r.readyEpoch == rec.Epoch && r.lease.valid(time.Now(), rec.Epoch)
 		} else {
-			st.InRecovery = pst.InRecovery
-			st.LSN = pst.LSN.String()
-			st.Timeline = pst.Timeline
-			st.Replicas = pst.Replicas
-			if pst.InRecovery {
-				st.ReceiveLSN = pst.ReceiveLSN.String()
-			}
-			switch st.Role {
-			case lifeline.RolePrimary:
-				st.Healthy = !pst.InRecovery && r.roleReady
-			default:
-				st.Healthy = pst.InRecovery && pst.Upstream == "streaming"
-				if !st.Healthy {
-					st.Error = "not streaming from the primary"
-				}
+			st.Healthy = pst.InRecovery && st.Streaming
+			if !st.Healthy {
+				st.Error = "not streaming from the primary"
 			}
 		}
-	} else if !r.pg.Initialized() {
+	case !r.pg.Initialized():
 		st.Error = "not seeded yet"
-	} else {
+	default:
 		st.Error = "postgres is not running"
 	}
 	return r.a.report(ctx, st)

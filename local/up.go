@@ -52,6 +52,9 @@ type Runner struct {
 	exits chan string
 }
 
+// routerName is the router's process name among the nodes.
+const routerName = "router"
+
 type process struct {
 	name    string
 	args    []string
@@ -136,6 +139,9 @@ func (r *Runner) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := r.startProcess(routerName); err != nil {
+		return err
+	}
 	r.printf("started %d agents; logs in %s", len(r.t.Nodes()), filepath.Join(r.dir.Path, logDir))
 	if err := r.waitReady(ctx, start); err != nil {
 		return err
@@ -163,8 +169,11 @@ func (r *Runner) startProcess(name string) error {
 		return fmt.Errorf("%s is already running (pid %d)", name, p.cmd.Process.Pid)
 	}
 	args := []string{"agent", "--node", name}
-	if name == lifeline.WitnessSite {
+	switch name {
+	case lifeline.WitnessSite:
 		args = []string{"witness"}
+	case routerName:
+		args = []string{"router"}
 	}
 	args = append(args, "-f", r.opts.SpecFile, "--data-dir", r.dir.Path)
 	logf, err := os.OpenFile(r.dir.LogFile(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -303,7 +312,7 @@ func (r *Runner) stopAll() {
 			continue
 		}
 		p.state = "stopped"
-		if p.name == lifeline.WitnessSite {
+		if p.name == lifeline.WitnessSite || p.name == routerName {
 			witness = append(witness, p)
 		} else {
 			agents = append(agents, p)

@@ -229,14 +229,16 @@ func (i *Instance) WriteConfig(s Settings) error {
 		"wal_keep_size":                "128MB",
 		"max_slot_wal_keep_size":       "2GB",
 		"wal_receiver_status_interval": "1s",
-		"wal_sender_timeout":           "10s",
-		"wal_receiver_timeout":         "10s",
-		"synchronous_commit":           "on",
-		"synchronous_standby_names":    s.SyncStandbyNames,
-		"password_encryption":          "scram-sha-256",
-		"log_line_prefix":              "%m [%p] %q%u@%d ",
-		"cluster_name":                 s.AppName,
-		"recovery_target_timeline":     "latest",
+		// After a failover, standbys retry their new upstream every second.
+		"wal_retrieve_retry_interval": "1s",
+		"wal_sender_timeout":          "10s",
+		"wal_receiver_timeout":        "10s",
+		"synchronous_commit":          "on",
+		"synchronous_standby_names":   s.SyncStandbyNames,
+		"password_encryption":         "scram-sha-256",
+		"log_line_prefix":             "%m [%p] %q%u@%d ",
+		"cluster_name":                s.AppName,
+		"recovery_target_timeline":    "latest",
 	}
 	if s.Upstream != nil {
 		conf["primary_conninfo"] = i.conninfo(*s.Upstream, s.AppName)

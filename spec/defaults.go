@@ -47,6 +47,19 @@ func Default(t *lifeline.Topology) {
 	if c.CheckInterval == 0 {
 		c.CheckInterval = DefaultCheckInterval
 	}
+	if t.Router.Address == "" {
+		// A local topology's router shares the witness's loopback address:
+		// both stand apart from the regions. A distributed one listens on
+		// every interface of the host that runs `lifeline router`.
+		switch {
+		case t.Mode == lifeline.ModeDistributed:
+			t.Router.Address = "0.0.0.0"
+		case t.Witness != nil:
+			t.Router.Address = t.Witness.Address
+		default:
+			t.Router.Address = "127.0.0.1"
+		}
+	}
 	for i := range t.Workloads {
 		w := &t.Workloads[i]
 		if w.Failover == "" {
@@ -106,6 +119,9 @@ func Default(t *lifeline.Topology) {
 		}
 		if rt.TTL == 0 {
 			rt.TTL = DefaultTTL
+		}
+		if rt.WriterPort == 0 {
+			rt.WriterPort = w.Database.Port
 		}
 	}
 }

@@ -191,7 +191,7 @@ var sections = map[string]any{
 	"zoneSpec": zoneSpec{}, "witnessSpec": witnessSpec{}, "linksSpec": linksSpec{},
 	"linkSpec": linkSpec{}, "workloadSpec": workloadSpec{}, "objectivesSpec": objectivesSpec{},
 	"databaseSpec": databaseSpec{}, "backupsSpec": backupsSpec{}, "serviceSpec": serviceSpec{},
-	"replicasSpec": replicasSpec{}, "routingSpec": routingSpec{},
+	"replicasSpec": replicasSpec{}, "routingSpec": routingSpec{}, "routerSpec": routerSpec{},
 }
 
 func sectionName(typeName string) string {
@@ -293,7 +293,12 @@ type fileSpec struct {
 	Regions   []regionSpec   `yaml:"regions"`
 	Witness   *witnessSpec   `yaml:"witness"`
 	Links     linksSpec      `yaml:"links"`
+	Router    routerSpec     `yaml:"router"`
 	Workloads []workloadSpec `yaml:"workloads"`
+}
+
+type routerSpec struct {
+	Address string `yaml:"address"`
 }
 
 type controlSpec struct {
@@ -374,9 +379,10 @@ type replicasSpec struct {
 }
 
 type routingSpec struct {
-	Hostname string   `yaml:"hostname"`
-	Policy   string   `yaml:"policy"`
-	TTL      duration `yaml:"ttl"`
+	Hostname   string   `yaml:"hostname"`
+	Policy     string   `yaml:"policy"`
+	TTL        duration `yaml:"ttl"`
+	WriterPort int      `yaml:"writer-port"`
 }
 
 // build converts the file's shape to domain types. Values that need a
@@ -392,7 +398,8 @@ func (p *parser) build(f *fileSpec) *lifeline.Topology {
 			LeaseTTL:      f.Control.LeaseTTL.Duration,
 			CheckInterval: f.Control.CheckInterval.Duration,
 		},
-		Links: lifeline.Links{CrossRegion: lifeline.Link{Latency: f.Links.CrossRegion.Latency.Duration}},
+		Links:  lifeline.Links{CrossRegion: lifeline.Link{Latency: f.Links.CrossRegion.Latency.Duration}},
+		Router: lifeline.Router{Address: f.Router.Address},
 	}
 	for _, r := range f.Regions {
 		region := lifeline.Region{Name: r.Name}
@@ -425,7 +432,7 @@ func (p *parser) build(f *fileSpec) *lifeline.Topology {
 				Full:       w.Backups.Full.Duration,
 				Key:        lifeline.Secret(w.Backups.Key),
 			},
-			Routing: lifeline.Routing{Hostname: w.Routing.Hostname, Policy: w.Routing.Policy, TTL: w.Routing.TTL.Duration},
+			Routing: lifeline.Routing{Hostname: w.Routing.Hostname, Policy: w.Routing.Policy, TTL: w.Routing.TTL.Duration, WriterPort: w.Routing.WriterPort},
 		}
 		if w.Database.Sync != nil {
 			wl.Database.Sync = *w.Database.Sync
@@ -525,6 +532,9 @@ func (p *parser) validate(t *lifeline.Topology) {
 	if t.Witness != nil {
 		p.checkAddress("witness.address", t.Mode, t.Witness.Address, "the witness", addrs)
 	}
+	if a := t.Router.Address; a != "" && (t.Witness == nil || a != t.Witness.Address) {
+		p.checkAddress("router.address", t.Mode, a, "the router", addrs)
+	}
 	if t.Control.Embedded() && len(t.Sites()) == 2 {
 		p.at("regions", "embedded etcd needs an odd number of sites to keep a quorum when one is lost: add a witness (witness: {address: ...}) or a third region")
 	}
@@ -537,6 +547,7 @@ func (p *parser) validate(t *lifeline.Topology) {
 	}
 	names := map[string]bool{}
 	ports := map[int]string{}
+	writers := map[int]string{}
 	for i := range t.Workloads {
 		w := &t.Workloads[i]
 		wp := fmt.Sprintf("workloads[%d]", i)
@@ -578,6 +589,11 @@ func (p *parser) validate(t *lifeline.Topology) {
 			p.at(wp+".database.port", "database port %d is already used by workload %q", w.Database.Port, prev)
 		}
 		ports[w.Database.Port] = w.Name
+		p.checkPort(wp+".routing.writer-port", w.Routing.WriterPort)
+		if prev, ok := writers[w.Routing.WriterPort]; ok {
+			p.at(wp+".routing.writer-port", "writer port %d is already used by workload %q", w.Routing.WriterPort, prev)
+		}
+		writers[w.Routing.WriterPort] = w.Name
 		p.checkBackups(wp+".backups", w)
 		p.checkServices(wp, w)
 		p.checkRouting(wp+".routing", w)

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -33,7 +35,20 @@ type Workload struct {
 	Epoch      int64   `json:"epoch"`
 	RPOSeconds float64 `json:"rpo_seconds"`
 	RTOSeconds float64 `json:"rto_seconds"`
-	Nodes      []Node  `json:"nodes"`
+	// Writer is the writer endpoint: it always leads to the current primary.
+	Writer string `json:"writer"`
+	// LeaseHolder is the node holding the primary lease ("" while none does).
+	LeaseHolder  string                   `json:"lease_holder"`
+	LastFailover *lifeline.FailoverRecord `json:"last_failover,omitempty"`
+	Nodes        []Node                   `json:"nodes"`
+}
+
+// Facts is what the control store holds about a workload.
+type Facts struct {
+	Primary   lifeline.PrimaryRecord
+	Lease     *lifeline.LeaseRecord
+	Reports   map[string]lifeline.NodeStatus // by node
+	Failovers []lifeline.FailoverRecord
 }
 
 // Node is one node's database as its agent last reported it.
@@ -60,25 +75,62 @@ func Collect(ctx context.Context, s *store.Store, t *lifeline.Topology) (*Report
 	rep := &Report{Name: t.Name}
 	for i := range t.Workloads {
 		w := &t.Workloads[i]
-		rec, _, _, err := s.Primary(ctx, w.Name)
+		f, err := Read(ctx, s, w.Name)
 		if err != nil {
 			return nil, err
 		}
-		reports, err := s.Statuses(ctx, w.Name)
-		if err != nil {
-			return nil, err
-		}
-		rep.Workloads = append(rep.Workloads, Build(t, w, rec, reports))
+		rep.Workloads = append(rep.Workloads, Build(t, w, f))
 	}
 	return rep, nil
 }
 
-// Build is the pure part of Collect: the workload's nodes from the primary
-// record and the agents' reports (keyed by node).
-func Build(t *lifeline.Topology, w *lifeline.Workload, rec lifeline.PrimaryRecord, reports map[string]lifeline.NodeStatus) Workload {
+// Read gathers a workload's facts from the store.
+func Read(ctx context.Context, s *store.Store, workload string) (Facts, error) {
+	var f Facts
+	var err error
+	if f.Primary, _, _, err = s.Primary(ctx, workload); err != nil {
+		return f, err
+	}
+	var l lifeline.LeaseRecord
+	_, found, err := s.Get(ctx, s.Keys().Lease(workload), &l)
+	if err != nil {
+		return f, err
+	}
+	if found {
+		f.Lease = &l
+	}
+	reports, err := s.Statuses(ctx, workload)
+	if err != nil {
+		return f, err
+	}
+	f.Reports = map[string]lifeline.NodeStatus{}
+	for _, r := range reports {
+		f.Reports[r.Node] = r
+	}
+	fos, err := store.List[lifeline.FailoverRecord](ctx, s, s.Keys().FailoverPrefix(workload))
+	if err != nil {
+		return f, err
+	}
+	for _, fo := range fos {
+		f.Failovers = append(f.Failovers, fo)
+	}
+	sort.Slice(f.Failovers, func(i, j int) bool { return f.Failovers[i].Started.Before(f.Failovers[j].Started) })
+	return f, nil
+}
+
+// Build is the pure part of Collect: the workload's state from its facts.
+func Build(t *lifeline.Topology, w *lifeline.Workload, f Facts) Workload {
+	rec, reports := f.Primary, f.Reports
 	out := Workload{
 		Name: w.Name, Strategy: string(w.Strategy), Active: w.Active, Primary: rec.Node, Epoch: rec.Epoch,
 		RPOSeconds: w.Objectives.RPO.Seconds(), RTOSeconds: w.Objectives.RTO.Seconds(),
+		Writer: net.JoinHostPort(t.Router.Address, strconv.Itoa(w.Routing.WriterPort)),
+	}
+	if f.Lease != nil {
+		out.LeaseHolder = f.Lease.Node
+	}
+	if n := len(f.Failovers); n > 0 {
+		out.LastFailover = &f.Failovers[n-1]
 	}
 	primary, _ := lifeline.ParseNodeID(rec.Node)
 	if r, err := t.Region(primary.Region); err == nil && rec.Node != "" {
@@ -134,6 +186,11 @@ func (r *Report) WriteTable(out io.Writer) error {
 		fmt.Fprintf(out, "workload %s: %s, active %s, primary %s (epoch %d), rpo %s, rto %s\n",
 			w.Name, w.Strategy, w.Active, orDash(w.Primary), w.Epoch,
 			time.Duration(w.RPOSeconds*float64(time.Second)), time.Duration(w.RTOSeconds*float64(time.Second)))
+		fmt.Fprintf(out, "writer %s; primary lease held by %s\n", w.Writer, orDash(w.LeaseHolder))
+		if f := w.LastFailover; f != nil {
+			fmt.Fprintf(out, "last failover: %s -> %s at %s, %.1fs from lease loss to verified (%s)\n",
+				f.From, f.To, f.Started.Local().Format("2006-01-02 15:04:05"), f.Seconds, f.Kind)
+		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NODE\tROLE\tHEALTHY\tADDRESS\tTL\tLSN\tLAG\tLAG(s)\tIN RPO\tPIDS (agent/pg)\tNOTE")
 		nodes := append([]Node(nil), w.Nodes...)

@@ -9,7 +9,9 @@ import (
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/agent"
 	"github.com/lifeline-dr/lifeline/postgres"
+	"github.com/lifeline-dr/lifeline/router"
 	"github.com/lifeline-dr/lifeline/spec"
+	"github.com/lifeline-dr/lifeline/store"
 )
 
 func newAgent() *cobra.Command {
@@ -68,5 +70,30 @@ func newWitness() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "where the witness keeps its data")
+	return cmd
+}
+
+func newRouter() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "router -f SPEC",
+		Short: "Serve the workloads' entry points (the writer endpoint leads to the current primary)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := spec.Load(file)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			s, err := store.Connect(agent.OperatorEndpoints(t), t.Name)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			return router.Run(cmd.Context(), t, s, log)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file")
+	cmd.Flags().String("data-dir", defaultDataDir, "unused; accepted for symmetry with the other commands")
 	return cmd
 }

@@ -1,0 +1,179 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lifeline-dr/lifeline"
+)
+
+// primaryLease is the lease a primary's agent holds on the primary role.
+//
+// The rule that keeps two writers apart: the agent renews the lease every
+// CheckInterval and, when it has not managed to for LeaseTTL-FenceMargin,
+// stops its server (fences) before etcd can expire the lease. The
+// controller promotes another node only after the lease key is gone, in a
+// transaction that also requires it to be gone.
+type primaryLease struct {
+	r *workloadRunner
+
+	mu       sync.Mutex
+	id       clientv3.LeaseID
+	epoch    int64
+	deadline time.Time // the server must be fenced by then unless renewed
+}
+
+// ErrLeaseHeld is returned when another node holds the primary lease.
+var ErrLeaseHeld = errors.New("the primary lease is held by another node")
+
+// valid reports whether the lease was renewed recently enough to write.
+func (l *primaryLease) valid(now time.Time, epoch int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.id != 0 && l.epoch == epoch && now.Before(l.deadline)
+}
+
+func (l *primaryLease) expiresBy() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.deadline
+}
+
+func (l *primaryLease) drop() {
+	l.mu.Lock()
+	l.id, l.epoch, l.deadline = 0, 0, time.Time{}
+	l.mu.Unlock()
+}
+
+func (l *primaryLease) window() time.Duration {
+	c := l.r.a.cfg.Topology.Control
+	return c.LeaseTTL - c.FenceMargin()
+}
+
+// acquire takes the lease for the primary record read at revision recRev:
+// it succeeds only while the key is free and the record still names this
+// node, so a controller that is failing over and this agent never both win.
+// A lease this node left behind (same epoch, agent restarted) is adopted.
+func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, recRev int64) error {
+	a := l.r.a
+	cli := a.store.Client()
+	keys := a.store.Keys()
+	leaseKey := keys.Lease(l.r.w.Name)
+	val, _ := json.Marshal(lifeline.LeaseRecord{Node: rec.Node, Epoch: rec.Epoch})
+	sent := time.Now()
+	grant, err := cli.Grant(ctx, int64(a.cfg.Topology.Control.LeaseTTL/time.Second))
+	if err != nil {
+		return fmt.Errorf("grant primary lease: %w", err)
+	}
+	resp, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(leaseKey), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(keys.Primary(l.r.w.Name)), "=", recRev)).
+		Then(clientv3.OpPut(leaseKey, string(val), clientv3.WithLease(grant.ID))).
+		Else(clientv3.OpGet(leaseKey)).
+		Commit()
+	if err != nil {
+		_, _ = cli.Revoke(context.Background(), grant.ID)
+		return fmt.Errorf("take primary lease: %w", err)
+	}
+	if resp.Succeeded {
+		l.set(grant.ID, rec.Epoch, sent)
+		return nil
+	}
+	_, _ = cli.Revoke(context.Background(), grant.ID)
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		return fmt.Errorf("take primary lease: the primary record changed")
+	}
+	var have lifeline.LeaseRecord
+	if err := json.Unmarshal(kvs[0].Value, &have); err != nil {
+		return fmt.Errorf("take primary lease: %w", err)
+	}
+	if have.Node != rec.Node || have.Epoch != rec.Epoch {
+		return fmt.Errorf("%w: %s (epoch %d)", ErrLeaseHeld, have.Node, have.Epoch)
+	}
+	// Ours from before a restart: adopt it if it is still alive.
+	id := clientv3.LeaseID(kvs[0].Lease)
+	ka, err := cli.KeepAliveOnce(ctx, id)
+	if err != nil || ka.TTL <= 0 {
+		return fmt.Errorf("adopt primary lease: %v", err)
+	}
+	l.set(id, rec.Epoch, sent)
+	return nil
+}
+
+func (l *primaryLease) set(id clientv3.LeaseID, epoch int64, sent time.Time) {
+	l.mu.Lock()
+	l.id, l.epoch, l.deadline = id, epoch, sent.Add(l.window())
+	l.mu.Unlock()
+}
+
+// renew extends the lease once. The deadline moves from the moment the
+// request was sent, not answered: etcd restarts the TTL no earlier than that.
+func (l *primaryLease) renew(ctx context.Context) error {
+	l.mu.Lock()
+	id := l.id
+	l.mu.Unlock()
+	if id == 0 {
+		return nil
+	}
+	sent := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, l.r.a.cfg.Topology.Control.CheckInterval*2)
+	defer cancel()
+	ka, err := l.r.a.store.Client().KeepAliveOnce(cctx, id)
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && ka.TTL <= 0) {
+		l.drop()
+		return errors.New("the primary lease expired")
+	}
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	if l.id == id {
+		l.deadline = sent.Add(l.window())
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// hold renews the lease every check interval and fences the server the
+// moment the deadline passes without a renewal.
+func (l *primaryLease) hold(ctx context.Context) {
+	interval := l.r.a.cfg.Topology.Control.CheckInterval
+	renew := time.NewTicker(interval)
+	defer renew.Stop()
+	fence := time.NewTimer(time.Hour)
+	defer fence.Stop()
+	var fencedFor time.Time // the deadline already acted on
+	for {
+		fence.Reset(time.Hour)
+		if deadline := l.expiresBy(); !deadline.IsZero() && !deadline.Equal(fencedFor) {
+			fence.Reset(time.Until(deadline))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-renew.C:
+			if err := l.renew(ctx); err != nil {
+				l.r.log.Warn("primary lease not renewed", "err", err, "fence_in", time.Until(l.expiresBy()).Round(time.Millisecond))
+			}
+		case <-fence.C:
+			if d := l.expiresBy(); !d.IsZero() && !d.After(time.Now()) {
+				fencedFor = d
+				l.r.fence("the primary lease was not renewed in time")
+			}
+		}
+	}
+}
+
+func (l *primaryLease) epochHeld() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epoch
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/local"
+	"github.com/lifeline-dr/lifeline/runbook"
+	"github.com/lifeline-dr/lifeline/store"
+)
+
+// runbookView is the JSON shape of `lifeline runbooks --json`.
+type runbookView struct {
+	ID       string            `json:"id"`
+	Workload string            `json:"workload"`
+	Kind     string            `json:"kind"`
+	State    runbook.State     `json:"state"`
+	Started  time.Time         `json:"started"`
+	Seconds  float64           `json:"seconds"`
+	Leader   string            `json:"leader"`
+	Error    string            `json:"error,omitempty"`
+	Params   map[string]string `json:"params"`
+	Steps    []runbook.Step    `json:"steps"`
+}
+
+func newRunbooks() *cobra.Command {
+	var dataDir string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "runbooks [--json]",
+		Short: "List running and past runbooks (failovers) with their steps and timings",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := local.LoadTopology(dataDir)
+			if err != nil {
+				return err
+			}
+			s, err := store.Connect(agent.OperatorEndpoints(t), t.Name)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			rbs, err := runbook.List(ctx, s)
+			if err != nil {
+				return err
+			}
+			views := make([]runbookView, 0, len(rbs))
+			for _, rb := range rbs {
+				views = append(views, runbookView{
+					ID: rb.ID, Workload: rb.Workload, Kind: rb.Kind, State: rb.State, Started: rb.Created,
+					Seconds: rb.Seconds(), Leader: rb.Leader, Error: rb.Error, Params: rb.Params, Steps: rb.Steps,
+				})
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(views)
+			}
+			if len(views) == 0 {
+				fmt.Fprintln(out, "no runbooks yet")
+			}
+			for _, v := range views {
+				fmt.Fprintf(out, "%s  %s  %s  %s  %.1fs  (by %s)\n", v.Started.Local().Format("2006-01-02 15:04:05"), v.Workload, v.Kind, v.State, v.Seconds, v.Leader)
+				if v.Error != "" {
+					fmt.Fprintf(out, "  error: %s\n", v.Error)
+				}
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				for _, st := range v.Steps {
+					fmt.Fprintf(tw, "  %s\t%s\t%.2fs\t%s%s\n", st.Name, st.State, st.Seconds, st.Note, st.Error)
+				}
+				tw.Flush()
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the topology's data directory")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,80 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ClusterState is pg_controldata's "Database cluster state".
+func (i *Instance) ClusterState(ctx context.Context) (string, error) {
+	out, err := i.command(ctx, nil, "pg_controldata", "-D", i.DataDir()).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("pg_controldata %s: %w: %s", i.cfg.Name, err, lastLines(out, 5))
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "Database cluster state" {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("pg_controldata %s: no cluster state", i.cfg.Name)
+}
+
+// WasPrimary reports whether the data directory was last run as a primary
+// (not in recovery): such a server may hold WAL the new primary never saw
+// and must be rewound before it can follow it.
+func (i *Instance) WasPrimary(ctx context.Context) (bool, error) {
+	st, err := i.ClusterState(ctx)
+	if err != nil {
+		return false, err
+	}
+	switch st {
+	case "in production", "shut down", "shutting down", "in crash recovery":
+		return true, nil
+	}
+	return false, nil
+}
+
+// Rewind makes the stopped data directory a copy of the source server's
+// timeline with pg_rewind, so it can follow the source as a standby.
+func (i *Instance) Rewind(ctx context.Context, host string, port int) error {
+	if i.Running() {
+		return fmt.Errorf("rewind %s: the server is running", i.cfg.Name)
+	}
+	src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=5", host, port, i.cfg.Superuser)
+	// A just-promoted source shows its new timeline in pg_control only after
+	// a checkpoint; pg_rewind reads it from there.
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cfg, err := pgx.ParseConfig(src)
+	if err != nil {
+		return err
+	}
+	if i.cfg.Password != "" {
+		cfg.Password = i.cfg.Password
+	}
+	conn, err := pgx.ConnectConfig(cctx, cfg)
+	if err != nil {
+		return fmt.Errorf("rewind %s: connect to source %s:%d: %w", i.cfg.Name, host, port, err)
+	}
+	_, err = conn.Exec(cctx, "CHECKPOINT")
+	conn.Close(context.Background())
+	if err != nil {
+		return fmt.Errorf("rewind %s: checkpoint on source: %w", i.cfg.Name, err)
+	}
+	var env []string
+	if i.cfg.Password != "" {
+		env = append(env, "PGPASSWORD="+i.cfg.Password)
+	}
+	i.log.Info("pg_rewind", "source", host+":"+strconv.Itoa(port))
+	start := time.Now()
+	if err := i.run(ctx, env, "pg_rewind", "--target-pgdata", i.DataDir(), "--source-server", src); err != nil {
+		return fmt.Errorf("rewind %s: %w", i.cfg.Name, err)
+	}
+	i.log.Info("pg_rewind done", "seconds", time.Since(start).Seconds())
+	return nil
+}
