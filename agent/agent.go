@@ -113,10 +113,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctl := controller.New(controller.Config{
 		Topology: t, Store: s, Name: a.cfg.Node.String(), Connect: a.connect, DialURL: a.dialURL, Logger: a.log,
 	})
-	wg.Add(1)
+	// Not in wg: etcd's Campaign resigns with the client's own context when
+	// ctx ends, which blocks while there is no quorum; Close ends that.
+	ctlDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(ctlDone)
 		ctl.Run(ctx)
+	}()
+	defer func() {
+		select {
+		case <-ctlDone:
+		case <-time.After(3 * time.Second):
+		}
 	}()
 	var memberErr <-chan error
 	if a.member != nil {
