@@ -344,11 +344,13 @@ func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.
 			return err
 		}
 	} else if !r.pg.Running() {
+		// A data directory that cannot say what it was (damaged control
+		// file) goes the same way as a former primary: rewind, else reseed.
 		was, err := r.pg.WasPrimary(ctx)
 		if err != nil {
-			return err
+			r.log.Error("cannot read the data directory's state", "err", err)
 		}
-		if was {
+		if was || err != nil {
 			if !r.primaryReady(ctx, primary) {
 				return fmt.Errorf("waiting for primary %s before rejoining", primary)
 			}

@@ -1,0 +1,244 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeline-dr/lifeline/gameday"
+	"github.com/lifeline-dr/lifeline/internal/testenv"
+	"github.com/lifeline-dr/lifeline/internal/topotest"
+	"github.com/lifeline-dr/lifeline/status"
+)
+
+func dsn(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	return fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable connect_timeout=2", host, port)
+}
+
+func nodeDSN(n status.Node) string { return dsn(net.JoinHostPort(n.Address, fmt.Sprint(n.Port))) }
+
+func primaryOf(w status.Workload) status.Node {
+	for _, n := range w.Nodes {
+		if n.Role == "primary" {
+			return n
+		}
+	}
+	return status.Node{}
+}
+
+func name(n status.Node) string { return n.Region + "/" + n.Zone }
+
+// waitPrimary waits until a node other than old is primary and healthy.
+func waitPrimary(t *testing.T, u *topotest.Up, old string, timeout time.Duration) (status.Workload, status.Node) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		w := u.Status(t).Workloads[0]
+		if p := primaryOf(w); p.Healthy && name(p) != old && w.LeaseHolder == name(p) {
+			return w, p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new primary after %v: %+v", timeout, w)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitNode waits until a node reports healthy in the given role.
+func waitNode(t *testing.T, u *topotest.Up, node, role string, timeout time.Duration) status.Node {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, n := range u.Status(t).Workloads[0].Nodes {
+			if name(n) == node && n.Healthy && n.Role == role {
+				return n
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not a healthy %s after %v:\n%s", node, role, timeout, u.Output())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func lifeline(t *testing.T, u *topotest.Up, args ...string) string {
+	t.Helper()
+	out, err := u.Lifeline(args...)
+	if err != nil {
+		t.Fatalf("lifeline %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+func logOf(t *testing.T, u *topotest.Up, node string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(u.DataDir, "logs", strings.ReplaceAll(node, "/", "-")+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// checkNoneLost fails the test for every acknowledged write the node lacks.
+func checkNoneLost(t *testing.T, ctx context.Context, node status.Node, res gameday.Result) {
+	t.Helper()
+	missing, err := gameday.Missing(ctx, nodeDSN(node), res.Acked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		t.Errorf("%d of %d acknowledged writes are missing on %s, first %+v", len(missing), len(res.Acked), name(node), missing[0])
+	}
+}
+
+// TestZoneFailure runs the zone-failure story on the warm-standby example:
+// the primary's zone is lost, the cut-off primary fences itself, old
+// primaries rejoin by pg_rewind or by a new base backup; throughout, no
+// acknowledged write is lost and no two nodes accept writes at once.
+func TestZoneFailure(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	u := topotest.Start(t, topotest.Example(t, "warm-standby"), filepath.Join(testenv.Dir(t), "data"))
+	w := u.WaitHealthy(t, time.Minute).Workloads[0]
+	nodes := map[string]string{}
+	for _, n := range w.Nodes {
+		nodes[name(n)] = nodeDSN(n)
+	}
+	watch := gameday.WatchWriters(ctx, nodes, 20*time.Millisecond)
+	defer func() {
+		rep := watch.Stop()
+		if rep.MaxWritable > 1 {
+			t.Errorf("two writable primaries at once (%d rounds sampled): %v", rep.Rounds, rep.Overlaps)
+		}
+	}()
+	writer := dsn(w.Writer)
+
+	t.Run("kill the primary's zone", func(t *testing.T) {
+		old := primaryOf(u.Status(t).Workloads[0])
+		load, err := gameday.StartLoad(ctx, writer, 10*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := load.WaitAcksAfter(ctx, time.Time{}, 50); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		lifeline(t, u, "node", "kill", name(old))
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		defer wcancel()
+		if err := load.WaitAcksAfter(wctx, killed, 50); err != nil {
+			t.Fatalf("writes through the writer endpoint did not resume: %v", err)
+		}
+		res := load.Stop()
+		_, p := waitPrimary(t, u, name(old), time.Minute)
+		checkNoneLost(t, ctx, p, res)
+		rto, _ := res.Recovery(killed)
+		t.Logf("primary %s -> %s; writes through the writer endpoint resumed %.2fs after the kill; %d acknowledged, %d failed attempts",
+			name(old), name(p), rto.Seconds(), len(res.Acked), len(res.Failures))
+
+		var rbs []struct {
+			Kind  string `json:"kind"`
+			State string `json:"state"`
+			Steps []struct {
+				Name  string `json:"name"`
+				State string `json:"state"`
+			} `json:"steps"`
+		}
+		if err := json.Unmarshal([]byte(lifeline(t, u, "runbooks", "--json")), &rbs); err != nil || len(rbs) == 0 {
+			t.Fatalf("runbooks: %v %v", rbs, err)
+		}
+		last := rbs[len(rbs)-1]
+		var steps []string
+		for _, s := range last.Steps {
+			steps = append(steps, s.Name)
+		}
+		if last.Kind != "zone-failover" || strings.Join(steps, ",") != "fence,pick,promote,repoint,verify" {
+			t.Errorf("runbook = %+v", last)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for last.State != "succeeded" && time.Now().Before(deadline) {
+			time.Sleep(time.Second)
+			_ = json.Unmarshal([]byte(lifeline(t, u, "runbooks", "--json")), &rbs)
+			last = rbs[len(rbs)-1]
+		}
+		if last.State != "succeeded" {
+			t.Errorf("runbook state %s", last.State)
+		}
+		if w := u.Status(t).Workloads[0]; w.LastFailover == nil || w.LastFailover.From != name(old) || w.LastFailover.To != name(p) {
+			t.Errorf("status last failover = %+v", w.LastFailover)
+		}
+
+		t.Run("the old primary rejoins by pg_rewind", func(t *testing.T) {
+			lifeline(t, u, "node", "start", name(old))
+			n := waitNode(t, u, name(old), "sync-standby", 2*time.Minute)
+			if !strings.Contains(logOf(t, u, name(old)), "rejoined by pg_rewind") {
+				t.Error("the old primary did not rejoin by pg_rewind")
+			}
+			checkNoneLost(t, ctx, n, res)
+		})
+	})
+
+	t.Run("a primary cut off from etcd fences itself before another is promoted", func(t *testing.T) {
+		old := primaryOf(u.Status(t).Workloads[0])
+		// Clients that write to the old primary directly, not through the
+		// writer endpoint: only fencing can stop them.
+		load, err := gameday.StartLoad(ctx, nodeDSN(old), 10*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := load.WaitAcksAfter(ctx, time.Time{}, 20); err != nil {
+			t.Fatal(err)
+		}
+		seen := gameday.WatchWriters(ctx, nodes, 20*time.Millisecond)
+		cut := time.Now()
+		lifeline(t, u, "link", "cut", name(old))
+		_, p := waitPrimary(t, u, name(old), time.Minute)
+		res := load.Stop()
+		rep := seen.Stop()
+		lastOld, ok := res.LastAckBefore(time.Now())
+		if !ok {
+			t.Fatal("no write acknowledged by the old primary")
+		}
+		newFirst, ok := rep.First[name(p)]
+		if !ok {
+			t.Fatalf("never saw %s writable", name(p))
+		}
+		if !lastOld.At.Before(newFirst) || !rep.Last[name(old)].Before(newFirst) {
+			t.Errorf("the old primary took a write at %s (last seen writable %s) but %s was writable from %s",
+				lastOld.At.Format("15:04:05.000"), rep.Last[name(old)].Format("15:04:05.000"), name(p), newFirst.Format("15:04:05.000"))
+		}
+		checkNoneLost(t, ctx, p, res)
+		t.Logf("cut at %s; old primary's last write %.2fs later; %s writable %.2fs after the cut",
+			cut.Format("15:04:05.000"), lastOld.At.Sub(cut).Seconds(), name(p), newFirst.Sub(cut).Seconds())
+
+		lifeline(t, u, "link", "heal")
+		waitNode(t, u, name(old), "sync-standby", 2*time.Minute)
+	})
+
+	t.Run("a former primary whose rewind fails is reseeded", func(t *testing.T) {
+		old := primaryOf(u.Status(t).Workloads[0])
+		lifeline(t, u, "node", "kill", name(old))
+		waitPrimary(t, u, name(old), time.Minute)
+		// A damaged disk: pg_rewind cannot read the control file.
+		data := filepath.Join(u.DataDir, "nodes", old.Region, old.Zone, "orders", "data")
+		if err := os.Remove(filepath.Join(data, "global", "pg_control")); err != nil {
+			t.Fatal(err)
+		}
+		lifeline(t, u, "node", "start", name(old))
+		waitNode(t, u, name(old), "sync-standby", 3*time.Minute)
+		log := logOf(t, u, name(old))
+		if !strings.Contains(log, "reseeding with a base backup") {
+			t.Error("no reseed in the log")
+		}
+		if aside, _ := filepath.Glob(data + ".discarded-*"); len(aside) != 1 {
+			t.Errorf("the damaged data directory was not kept aside: %v", aside)
+		}
+	})
+}
