@@ -28,6 +28,9 @@ type primaryLease struct {
 	id       clientv3.LeaseID
 	epoch    int64
 	deadline time.Time // the server must be fenced by then unless renewed
+	// spare is a lease granted ahead of need by a node that is not primary:
+	// taking the primary role is then one etcd write, not two.
+	spare clientv3.LeaseID
 }
 
 // ErrLeaseHeld is returned when another node holds the primary lease.
@@ -68,7 +71,7 @@ func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, 
 	leaseKey := keys.Lease(l.r.w.Name)
 	val, _ := json.Marshal(lifeline.LeaseRecord{Node: rec.Node, Epoch: rec.Epoch})
 	sent := time.Now()
-	grant, err := cli.Grant(ctx, int64(a.cfg.Topology.Control.LeaseTTL/time.Second))
+	grant, err := l.takeSpare(ctx)
 	if err != nil {
 		return fmt.Errorf("grant primary lease: %w", err)
 	}
@@ -106,6 +109,49 @@ func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, 
 	}
 	l.set(id, rec.Epoch, sent)
 	return nil
+}
+
+// takeSpare returns the spare lease, or a new one. A spare renewed within
+// the last check interval has nearly its whole TTL left; the deadline is
+// counted from the moment the role is taken, which is no later.
+func (l *primaryLease) takeSpare(ctx context.Context) (*clientv3.LeaseGrantResponse, error) {
+	l.mu.Lock()
+	spare := l.spare
+	l.spare = 0
+	l.mu.Unlock()
+	cli := l.r.a.store.Client()
+	if spare != 0 {
+		if ka, err := cli.KeepAliveOnce(ctx, spare); err == nil && ka.TTL > 0 {
+			return &clientv3.LeaseGrantResponse{ID: spare, TTL: ka.TTL}, nil
+		}
+	}
+	return cli.Grant(ctx, int64(l.r.a.cfg.Topology.Control.LeaseTTL/time.Second))
+}
+
+// keepSpare keeps a spare lease ready while the node is not primary.
+func (l *primaryLease) keepSpare(ctx context.Context) {
+	l.mu.Lock()
+	holding, spare := l.id != 0, l.spare
+	l.mu.Unlock()
+	if holding {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.r.a.cfg.Topology.Control.CheckInterval)
+	defer cancel()
+	cli := l.r.a.store.Client()
+	if spare != 0 {
+		if ka, err := cli.KeepAliveOnce(cctx, spare); err == nil && ka.TTL > 0 {
+			return
+		}
+	}
+	g, err := cli.Grant(cctx, int64(l.r.a.cfg.Topology.Control.LeaseTTL/time.Second))
+	l.mu.Lock()
+	if err == nil && l.spare == 0 && l.id == 0 {
+		l.spare = g.ID
+	} else {
+		l.spare = 0
+	}
+	l.mu.Unlock()
 }
 
 func (l *primaryLease) set(id clientv3.LeaseID, epoch int64, sent time.Time) {
@@ -160,6 +206,7 @@ func (l *primaryLease) hold(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-renew.C:
+			l.keepSpare(ctx)
 			if err := l.renew(ctx); err != nil {
 				l.r.log.Warn("primary lease not renewed", "err", err, "fence_in", time.Until(l.expiresBy()).Round(time.Millisecond))
 			}

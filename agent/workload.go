@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/postgres"
 )
@@ -30,13 +32,14 @@ type workloadRunner struct {
 	lease *primaryLease
 
 	wake       chan struct{}
+	report     chan struct{}
 	configured string // the settings last written, to reload only on change
-	runningAs  lifeline.Role
-	readyEpoch int64 // the epoch for which replication user and slots are in place
 
-	mu      sync.Mutex
-	primary lifeline.PrimaryRecord
-	fenced  string // why the server was fenced; "" when not
+	mu         sync.Mutex
+	primary    lifeline.PrimaryRecord
+	fenced     string        // why the server was fenced; "" when not
+	runningAs  lifeline.Role // what the running server was started or promoted as
+	readyEpoch int64         // the epoch for which replication user and slots are in place
 }
 
 // SmallParameters size PostgreSQL for a local topology, where every node
@@ -96,8 +99,9 @@ func (a *Agent) newWorkloadRunner(w *lifeline.Workload, nodeDir string) *workloa
 	}
 	r := &workloadRunner{
 		a: a, w: w, me: a.cfg.Node, log: log,
-		pg:   postgres.New(cfg),
-		wake: make(chan struct{}, 1),
+		pg:     postgres.New(cfg),
+		wake:   make(chan struct{}, 1),
+		report: make(chan struct{}, 1),
 	}
 	r.lease = &primaryLease{r: r}
 	return r
@@ -106,14 +110,12 @@ func (a *Agent) newWorkloadRunner(w *lifeline.Workload, nodeDir string) *workloa
 func (r *workloadRunner) run(ctx context.Context) {
 	go r.watchPrimary(ctx)
 	go r.lease.hold(ctx)
+	go r.publishLoop(ctx)
 	tick := time.NewTicker(r.a.cfg.Topology.Control.CheckInterval)
 	defer tick.Stop()
 	for {
 		if err := r.reconcile(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("reconcile", "err", err)
-		}
-		if err := r.publish(ctx); err != nil && ctx.Err() == nil {
-			r.log.Debug("report status", "err", err)
 		}
 		// A server that exits wakes the loop, which restarts it if its
 		// role still calls for it.
@@ -131,6 +133,31 @@ func (r *workloadRunner) run(ctx context.Context) {
 				r.log.Error("postgres exited", "log", r.pg.LogFile())
 			}
 		}
+	}
+}
+
+// publishLoop reports every check interval, and at once when asked: the
+// reports are what a failover waits on.
+func (r *workloadRunner) publishLoop(ctx context.Context) {
+	tick := time.NewTicker(r.a.cfg.Topology.Control.CheckInterval)
+	defer tick.Stop()
+	for {
+		if err := r.publish(ctx); err != nil && ctx.Err() == nil {
+			r.log.Debug("report status", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-r.report:
+		}
+	}
+}
+
+func (r *workloadRunner) reportNow() {
+	select {
+	case r.report <- struct{}{}:
+	default:
 	}
 }
 
@@ -166,8 +193,26 @@ func (r *workloadRunner) fence(reason string) {
 	if err := r.pg.Kill(ctx); err != nil {
 		r.log.Error("fence", "err", err)
 	}
-	r.runningAs = ""
+	r.setRole("")
 	r.poke()
+}
+
+func (r *workloadRunner) role() lifeline.Role {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.runningAs
+}
+
+func (r *workloadRunner) setRole(role lifeline.Role) {
+	r.mu.Lock()
+	r.runningAs = role
+	r.mu.Unlock()
+}
+
+func (r *workloadRunner) ready() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.readyEpoch
 }
 
 func (r *workloadRunner) fenceReason() string {
@@ -178,9 +223,14 @@ func (r *workloadRunner) fenceReason() string {
 
 // primaryRecord reads who the primary is; the first agent to ask records
 // the spec's initial primary.
+//
+// The read is served by the nearest etcd member without a quorum round
+// trip: a stale record is harmless, because taking the lease compares the
+// record's revision, and a standby that follows a stale primary just does
+// not stream until the next read.
 func (r *workloadRunner) primaryRecord(ctx context.Context) (lifeline.PrimaryRecord, int64, error) {
 	t := r.a.cfg.Topology
-	rec, rev, found, err := r.a.store.Primary(ctx, r.w.Name)
+	rec, rev, found, err := r.a.store.Primary(ctx, r.w.Name, clientv3.WithSerializable())
 	if err != nil || found {
 		return rec, rev, err
 	}
@@ -214,7 +264,7 @@ func (r *workloadRunner) reconcile(ctx context.Context) error {
 
 func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.PrimaryRecord, rev int64) error {
 	if !r.lease.valid(time.Now(), rec.Epoch) {
-		if r.runningAs == lifeline.RolePrimary {
+		if r.role() == lifeline.RolePrimary {
 			r.fence("no valid primary lease")
 		}
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -240,14 +290,14 @@ func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.Prim
 		}
 	}
 	settings := postgres.Settings{AppName: r.me.Slug(), SyncStandbyNames: r.syncNames(ctx)}
-	if r.pg.Running() && r.runningAs != lifeline.RolePrimary {
+	if r.pg.Running() && r.role() != lifeline.RolePrimary {
 		if err := r.promote(ctx, settings); err != nil {
 			return err
 		}
 	} else if err := r.apply(ctx, settings, lifeline.RolePrimary); err != nil {
 		return err
 	}
-	if r.readyEpoch != rec.Epoch {
+	if r.ready() != rec.Epoch {
 		if err := r.pg.EnsureReplicationUser(ctx); err != nil {
 			return err
 		}
@@ -260,7 +310,10 @@ func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.Prim
 		if err := r.pg.EnsureSlots(ctx, slots); err != nil {
 			return err
 		}
+		r.mu.Lock()
 		r.readyEpoch = rec.Epoch
+		r.mu.Unlock()
+		r.reportNow()
 	}
 	return nil
 }
@@ -288,7 +341,7 @@ func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings
 	if err := r.pg.Promote(pctx); err != nil {
 		return err
 	}
-	r.runningAs = lifeline.RolePrimary
+	r.setRole(lifeline.RolePrimary)
 	r.log.Warn("promoted", "seconds", time.Since(start).Seconds())
 	return r.apply(ctx, settings, lifeline.RolePrimary)
 }
@@ -304,7 +357,7 @@ func (r *workloadRunner) syncNames(ctx context.Context) string {
 	var reports map[string]lifeline.NodeStatus
 	if r.w.Objectives.RPO > 0 {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		reports, _ = r.a.store.Statuses(cctx, r.w.Name)
+		reports, _ = r.a.store.Statuses(cctx, r.w.Name, clientv3.WithSerializable())
 		cancel()
 	}
 	for _, id := range cands {
@@ -329,7 +382,7 @@ func (r *workloadRunner) syncNames(ctx context.Context) string {
 
 func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.NodeID) error {
 	t := r.a.cfg.Topology
-	if r.runningAs == lifeline.RolePrimary || r.lease.valid(time.Now(), r.lease.epochHeld()) {
+	if r.role() == lifeline.RolePrimary || r.lease.valid(time.Now(), r.lease.epochHeld()) {
 		// Another node is primary now: this one must stop writing at once.
 		r.fence(fmt.Sprintf("%s is primary now", primary))
 		r.lease.drop()
@@ -415,7 +468,7 @@ func (r *workloadRunner) apply(ctx context.Context, s postgres.Settings, role li
 		if err := r.pg.Start(sctx); err != nil {
 			return err
 		}
-		r.runningAs = role
+		r.setRole(role)
 		return nil
 	}
 	if changed {
@@ -466,7 +519,7 @@ func (r *workloadRunner) publish(ctx context.Context) error {
 			st.ReceiveLSN = pst.ReceiveLSN.String()
 		}
 		if st.Role == lifeline.RolePrimary {
-			st.Healthy = !pst.InRecovery && r.readyEpoch == rec.Epoch && r.lease.valid(time.Now(), rec.Epoch)
+			st.Healthy = !pst.InRecovery && r.ready() == rec.Epoch && r.lease.valid(time.Now(), rec.Epoch)
 		} else {
 			st.Healthy = pst.InRecovery && st.Streaming
 			if !st.Healthy {

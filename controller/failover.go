@@ -194,16 +194,22 @@ func (c *Controller) promote(ctx context.Context, rb *runbook.Runbook) (string, 
 		// Written before a crash; only the wait is left.
 	case rec.Node == rb.Params["from"] && rec.Epoch == want.Epoch-1:
 		b, _ := json.Marshal(want)
+		cmps := []clientv3.Cmp{
+			clientv3.Compare(clientv3.ModRevision(keys.Primary(rb.Workload)), "=", rev),
+			clientv3.Compare(clientv3.CreateRevision(keys.Lease(rb.Workload)), "=", 0),
+		}
+		if g, ok := runbook.Guard(ctx); ok {
+			cmps = append(cmps, g)
+		}
 		resp, err := c.s.Client().Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(keys.Primary(rb.Workload)), "=", rev),
-				clientv3.Compare(clientv3.CreateRevision(keys.Lease(rb.Workload)), "=", 0)).
+			If(cmps...).
 			Then(clientv3.OpPut(keys.Primary(rb.Workload), string(b))).
 			Commit()
 		if err != nil {
 			return "", err
 		}
 		if !resp.Succeeded {
-			return "", errors.New("the primary record or lease changed: the old primary may be back")
+			return "", errors.New("the primary record or lease changed (the old primary may be back), or this controller no longer leads")
 		}
 	default:
 		return "", fmt.Errorf("the primary record changed to %s (epoch %d)", rec.Node, rec.Epoch)

@@ -29,17 +29,27 @@ func encode(v any) (string, error) {
 	return string(b), err
 }
 
-// audit appends to the audit log. The log is a record, not a gate: a
-// failure to write it is logged and does not stop a recovery.
-func (e *Engine) audit(ctx context.Context, rb *Runbook, step, result string, seconds float64, detail string) {
+// audit appends to the audit log in the background. The log is a record,
+// not a gate: it must not slow a recovery, and a failure to write it is
+// logged and does not stop one.
+func (e *Engine) audit(_ context.Context, rb *Runbook, step, result string, seconds float64, detail string) {
 	entry := AuditEntry{
 		Time: e.Now().UTC(), Runbook: rb.ID, Workload: rb.Workload, Kind: rb.Kind, Step: step,
 		Result: result, Seconds: seconds, Detail: detail, Actor: e.Leader,
 	}
-	if err := Audit(ctx, e.store, entry); err != nil {
-		e.log.Warn("audit log", "err", err)
-	}
+	e.pending.Add(1)
+	go func() {
+		defer e.pending.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := Audit(ctx, e.store, entry); err != nil {
+			e.log.Warn("audit log", "err", err)
+		}
+	}()
 }
+
+// Flush waits for audit entries still being written.
+func (e *Engine) Flush() { e.pending.Wait() }
 
 // Audit appends an entry to the audit log.
 func Audit(ctx context.Context, s *store.Store, entry AuditEntry) error {

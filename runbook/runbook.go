@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -72,7 +73,9 @@ func (rb *Runbook) Seconds() float64 {
 }
 
 // Action is one kind of step. Its methods must be safe to call again after
-// a crash at any point: Check tells whether the effect is in place.
+// a crash at any point: Check tells whether the effect is in place. A step
+// that writes to the control store puts Guard(ctx) in its transaction, so
+// that a controller that lost its leadership changes nothing.
 type Action interface {
 	Name() string
 	// Pre must hold before Do runs; an error fails the runbook.
@@ -107,6 +110,8 @@ type Engine struct {
 	Leader string
 	Guard  clientv3.Cmp
 	Now    func() time.Time
+
+	pending sync.WaitGroup // audit writes in flight
 }
 
 // NewEngine returns an engine for the given kinds.
@@ -193,42 +198,98 @@ func (e *Engine) Run(ctx context.Context, rb *Runbook) error {
 	return e.finish(ctx, rb, nil)
 }
 
+type guardKey struct{}
+
+// Guard returns the comparison that holds only while the engine running the
+// step leads; steps add it to their transactions.
+func Guard(ctx context.Context) (clientv3.Cmp, bool) {
+	g, ok := ctx.Value(guardKey{}).(clientv3.Cmp)
+	return g, ok
+}
+
 func (e *Engine) step(ctx context.Context, rb *Runbook, st *Step, a Action) error {
+	ctx = context.WithValue(ctx, guardKey{}, e.Guard)
 	if st.State == Pending || st.Started.IsZero() {
 		st.Started = e.Now().UTC()
 	}
-	st.State = Running
 	st.Attempts++
 	st.Error = ""
-	if err := e.save(ctx, rb); err != nil {
-		return err
-	}
+	// A step that is quick is written once, when it ends: every write to
+	// etcd crosses regions and a failover's steps are on the RTO's path. A
+	// step that takes longer shows as running meanwhile. Either way, a
+	// runbook resumed after a crash runs the step again from its Check.
+	running := e.showRunning(ctx, rb, st)
+	defer running.stop()
 	done, err := a.Check(ctx, rb)
 	if err != nil {
-		return e.failStep(ctx, rb, st, fmt.Errorf("check: %w", err))
+		return e.failStep(ctx, rb, st, running, fmt.Errorf("check: %w", err))
 	}
 	if done {
 		// Resumed after the effect was already in place (or it never had to happen).
-		return e.endStep(ctx, rb, st, Skipped, "already in place")
+		return e.endStep(ctx, rb, st, running, Skipped, "already in place")
 	}
 	if err := a.Pre(ctx, rb); err != nil {
-		return e.failStep(ctx, rb, st, fmt.Errorf("precondition: %w", err))
+		return e.failStep(ctx, rb, st, running, fmt.Errorf("precondition: %w", err))
 	}
 	note, err := a.Do(ctx, rb)
 	if err != nil {
-		return e.failStep(ctx, rb, st, err)
+		return e.failStep(ctx, rb, st, running, err)
 	}
 	done, err = a.Check(ctx, rb)
 	if err != nil {
-		return e.failStep(ctx, rb, st, fmt.Errorf("check: %w", err))
+		return e.failStep(ctx, rb, st, running, fmt.Errorf("check: %w", err))
 	}
 	if !done {
-		return e.failStep(ctx, rb, st, errors.New("check: the step ran but its effect is not in place"))
+		return e.failStep(ctx, rb, st, running, errors.New("check: the step ran but its effect is not in place"))
 	}
-	return e.endStep(ctx, rb, st, Succeeded, note)
+	return e.endStep(ctx, rb, st, running, Succeeded, note)
 }
 
-func (e *Engine) endStep(ctx context.Context, rb *Runbook, st *Step, state State, note string) error {
+// ShowRunningAfter is how long a step runs before it is shown as running.
+const ShowRunningAfter = 300 * time.Millisecond
+
+// runningMark writes a snapshot of the runbook with the step running, once,
+// if the step is still going after ShowRunningAfter. stop waits for that
+// write, so the step's final write always comes after it.
+type runningMark struct {
+	mu    sync.Mutex
+	timer *time.Timer
+	ended bool
+}
+
+func (e *Engine) showRunning(ctx context.Context, rb *Runbook, st *Step) *runningMark {
+	m := &runningMark{}
+	snap := *rb
+	snap.Steps = append([]Step(nil), rb.Steps...)
+	snap.Params = map[string]string{}
+	for k, v := range rb.Params {
+		snap.Params[k] = v
+	}
+	for i := range snap.Steps {
+		if snap.Steps[i].Name == st.Name {
+			snap.Steps[i] = *st
+			snap.Steps[i].State = Running
+		}
+	}
+	m.timer = time.AfterFunc(ShowRunningAfter, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !m.ended {
+			_ = e.save(ctx, &snap)
+		}
+	})
+	return m
+}
+
+func (m *runningMark) stop() {
+	m.timer.Stop()
+	m.mu.Lock()
+	m.ended = true
+	m.mu.Unlock()
+}
+
+func (e *Engine) endStep(ctx context.Context, rb *Runbook, st *Step, running *runningMark, state State, note string) error {
+	running.stop()
 	st.State, st.Note = state, note
 	st.Finished = e.Now().UTC()
 	st.Seconds = st.Finished.Sub(st.Started).Seconds()
@@ -240,7 +301,8 @@ func (e *Engine) endStep(ctx context.Context, rb *Runbook, st *Step, state State
 	return nil
 }
 
-func (e *Engine) failStep(ctx context.Context, rb *Runbook, st *Step, err error) error {
+func (e *Engine) failStep(ctx context.Context, rb *Runbook, st *Step, running *runningMark, err error) error {
+	running.stop()
 	if errors.Is(err, ErrNotLeader) || ctx.Err() != nil {
 		return err
 	}

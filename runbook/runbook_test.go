@@ -132,6 +132,7 @@ func TestEngine_ResumeAfterLeaderDies(t *testing.T) {
 	if _, err := b.Start(ctx, "orders", kind.Name, nil); err != nil {
 		t.Fatalf("after finish: %v", err)
 	}
+	b.Flush()
 	log, err := runbook.AuditLog(ctx, s)
 	if err != nil || len(log) < 6 {
 		t.Fatalf("audit log: %d entries, %v", len(log), err)
@@ -157,7 +158,11 @@ func TestEngine_DeposedLeaderCannotWrite(t *testing.T) {
 	if err := a.Run(ctx, rb); !errors.Is(err, runbook.ErrNotLeader) {
 		t.Fatalf("run by a deposed leader: err = %v, want ErrNotLeader", err)
 	}
-	if st.calls.Load() != 0 {
-		t.Error("a deposed leader ran a step")
+	got, err := runbook.Get(ctx, s, rb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Steps[0].State != runbook.Pending || got.State != runbook.Running {
+		t.Errorf("a deposed leader recorded progress: %+v", got)
 	}
 }

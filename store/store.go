@@ -58,8 +58,8 @@ func (s *Store) Client() *clientv3.Client { return s.cli }
 func (s *Store) Keys() Keys { return s.keys }
 
 // Get reads a JSON value; found is false when the key does not exist.
-func (s *Store) Get(ctx context.Context, key string, v any) (rev int64, found bool, err error) {
-	resp, err := s.cli.Get(ctx, key)
+func (s *Store) Get(ctx context.Context, key string, v any, opts ...clientv3.OpOption) (rev int64, found bool, err error) {
+	resp, err := s.cli.Get(ctx, key, opts...)
 	if err != nil {
 		return 0, false, fmt.Errorf("get %s: %w", key, err)
 	}
@@ -121,8 +121,8 @@ func (s *Store) Swap(ctx context.Context, key string, rev int64, v any) error {
 }
 
 // List reads every JSON value under a prefix, keyed by the rest of the key.
-func List[T any](ctx context.Context, s *Store, prefix string) (map[string]T, error) {
-	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix())
+func List[T any](ctx context.Context, s *Store, prefix string, opts ...clientv3.OpOption) (map[string]T, error) {
+	resp, err := s.cli.Get(ctx, prefix, append(opts, clientv3.WithPrefix())...)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", prefix, err)
 	}
@@ -145,15 +145,15 @@ func (s *Store) Topology(ctx context.Context) (*lifeline.Topology, bool, error) 
 }
 
 // Primary returns the workload's primary record and its revision.
-func (s *Store) Primary(ctx context.Context, workload string) (lifeline.PrimaryRecord, int64, bool, error) {
+func (s *Store) Primary(ctx context.Context, workload string, opts ...clientv3.OpOption) (lifeline.PrimaryRecord, int64, bool, error) {
 	var r lifeline.PrimaryRecord
-	rev, found, err := s.Get(ctx, s.keys.Primary(workload), &r)
+	rev, found, err := s.Get(ctx, s.keys.Primary(workload), &r, opts...)
 	return r, rev, found, err
 }
 
 // Statuses returns the latest report of every live agent for the workload.
-func (s *Store) Statuses(ctx context.Context, workload string) (map[string]lifeline.NodeStatus, error) {
-	return List[lifeline.NodeStatus](ctx, s, s.keys.StatusPrefix(workload))
+func (s *Store) Statuses(ctx context.Context, workload string, opts ...clientv3.OpOption) (map[string]lifeline.NodeStatus, error) {
+	return List[lifeline.NodeStatus](ctx, s, s.keys.StatusPrefix(workload), opts...)
 }
 
 // WatchKey sends the key's new value to fn for every change until ctx ends.
