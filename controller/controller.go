@@ -230,11 +230,14 @@ func (c *Controller) runRunbook(ctx context.Context, engine *runbook.Engine, rb 
 func (c *Controller) input(ctx context.Context, w *lifeline.Workload) (Input, error) {
 	in := Input{Topology: c.t, Workload: w, Now: time.Now()}
 	keys := c.s.Keys()
+	// One serializable read of everything: a stale view can at worst start
+	// a runbook whose steps find nothing to do; the writes that matter are
+	// compare-and-swaps.
 	resp, err := c.s.Client().Txn(ctx).Then(
-		clientv3.OpGet(keys.Primary(w.Name)),
-		clientv3.OpGet(keys.Lease(w.Name)),
-		clientv3.OpGet(keys.Lock(w.Name)),
-		clientv3.OpGet(keys.StatusPrefix(w.Name), clientv3.WithPrefix()),
+		clientv3.OpGet(keys.Primary(w.Name), clientv3.WithSerializable()),
+		clientv3.OpGet(keys.Lease(w.Name), clientv3.WithSerializable()),
+		clientv3.OpGet(keys.Lock(w.Name), clientv3.WithSerializable()),
+		clientv3.OpGet(keys.StatusPrefix(w.Name), clientv3.WithPrefix(), clientv3.WithSerializable()),
 	).Commit()
 	if err != nil {
 		return in, err

@@ -65,8 +65,12 @@ func (c *Controller) workload(rb *runbook.Runbook) (*lifeline.Workload, error) {
 // fenced: the old primary's lease is gone. Its agent stops its server
 // before the lease can expire (or died, and its server with it), so no
 // write is accepted there any more.
+//
+// The read may be served by the nearest member (serializable): the promote
+// step's transaction requires the lease gone, so a stale answer here can
+// only make that transaction fail, never promote next to a live primary.
 func (c *Controller) fenced(ctx context.Context, rb *runbook.Runbook) (bool, error) {
-	resp, err := c.s.Client().Get(ctx, c.s.Keys().Lease(rb.Workload), clientv3.WithCountOnly())
+	resp, err := c.s.Client().Get(ctx, c.s.Keys().Lease(rb.Workload), clientv3.WithCountOnly(), clientv3.WithSerializable())
 	if err != nil {
 		return false, err
 	}
@@ -84,8 +88,11 @@ func (c *Controller) waitFenced(ctx context.Context, rb *runbook.Runbook) (strin
 	return "", errors.New("the primary holds its lease again: it is alive, no failover")
 }
 
+// reports reads the agents' reports from the nearest member: a report a
+// moment old is as good as the newest (they are written every check
+// interval), and positions that matter are final once nothing streams.
 func (c *Controller) reports(ctx context.Context, w string) (map[string]lifeline.NodeStatus, error) {
-	m, err := c.s.Statuses(ctx, w)
+	m, err := c.s.Statuses(ctx, w, clientv3.WithSerializable())
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +191,7 @@ func (c *Controller) promoted(ctx context.Context, rb *runbook.Runbook) (bool, e
 // take the lease and promote its server.
 func (c *Controller) promote(ctx context.Context, rb *runbook.Runbook) (string, error) {
 	keys := c.s.Keys()
-	rec, rev, _, err := c.s.Primary(ctx, rb.Workload)
+	rec, rev, _, err := c.s.Primary(ctx, rb.Workload, clientv3.WithSerializable())
 	if err != nil {
 		return "", err
 	}

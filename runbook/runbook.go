@@ -181,21 +181,97 @@ func (e *Engine) Run(ctx context.Context, rb *Runbook) error {
 		return fmt.Errorf("runbook %s: kind %q is not registered", rb.ID, rb.Kind)
 	}
 	if len(k.Steps) != len(rb.Steps) {
-		return e.finish(ctx, rb, fmt.Errorf("runbook %s has %d steps, kind %s has %d", rb.ID, len(rb.Steps), rb.Kind, len(k.Steps)))
+		return e.finish(ctx, rb, nil, fmt.Errorf("runbook %s has %d steps, kind %s has %d", rb.ID, len(rb.Steps), rb.Kind, len(k.Steps)))
 	}
+	p := &progress{e: e, id: rb.ID}
+	p.idle = sync.NewCond(&p.mu)
 	for i, a := range k.Steps {
 		st := &rb.Steps[i]
 		if st.State == Succeeded || st.State == Skipped {
 			continue
 		}
-		if err := e.step(ctx, rb, st, a); err != nil {
+		if err := p.failed(); err != nil {
+			return err
+		}
+		if err := e.step(ctx, rb, st, a, p); err != nil {
 			if errors.Is(err, ErrNotLeader) || ctx.Err() != nil {
 				return err
 			}
-			return e.finish(ctx, rb, fmt.Errorf("step %s: %w", st.Name, err))
+			return e.finish(ctx, rb, p, fmt.Errorf("step %s: %w", st.Name, err))
 		}
 	}
-	return e.finish(ctx, rb, nil)
+	return e.finish(ctx, rb, p, nil)
+}
+
+// progress writes a runbook's progress in the background, newest snapshot
+// last, so that recording a step never delays the next one: every write to
+// etcd crosses regions and a failover's steps are on the RTO's path.
+// Progress is for operators; correctness does not depend on it, because a
+// resumed runbook re-runs unfinished steps from their Check. The writes
+// that matter (the lock, each step's own effects, the end) are synchronous.
+type progress struct {
+	e  *Engine
+	id string
+
+	mu   sync.Mutex
+	idle *sync.Cond
+	next string
+	busy bool
+	err  error
+}
+
+func (p *progress) put(rb *Runbook) {
+	b, err := encode(p.e.touch(rb))
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next = b
+	if !p.busy {
+		p.busy = true
+		go p.write()
+	}
+}
+
+func (p *progress) write() {
+	for {
+		p.mu.Lock()
+		b := p.next
+		p.next = ""
+		if b == "" {
+			p.busy = false
+			p.idle.Broadcast()
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := p.e.saveBytes(ctx, p.id, b)
+		cancel()
+		if err != nil {
+			p.mu.Lock()
+			p.err = err
+			p.mu.Unlock()
+		}
+	}
+}
+
+// failed reports a write that failed (ErrNotLeader after losing leadership).
+func (p *progress) failed() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// flush waits until every snapshot is written.
+func (p *progress) flush() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.busy {
+		p.idle.Wait()
+	}
+	return p.err
 }
 
 type guardKey struct{}
@@ -207,42 +283,39 @@ func Guard(ctx context.Context) (clientv3.Cmp, bool) {
 	return g, ok
 }
 
-func (e *Engine) step(ctx context.Context, rb *Runbook, st *Step, a Action) error {
+func (e *Engine) step(ctx context.Context, rb *Runbook, st *Step, a Action, p *progress) error {
 	ctx = context.WithValue(ctx, guardKey{}, e.Guard)
 	if st.State == Pending || st.Started.IsZero() {
 		st.Started = e.Now().UTC()
 	}
 	st.Attempts++
 	st.Error = ""
-	// A step that is quick is written once, when it ends: every write to
-	// etcd crosses regions and a failover's steps are on the RTO's path. A
-	// step that takes longer shows as running meanwhile. Either way, a
-	// runbook resumed after a crash runs the step again from its Check.
-	running := e.showRunning(ctx, rb, st)
+	// A step that takes a while shows as running meanwhile.
+	running := e.showRunning(rb, st, p)
 	defer running.stop()
 	done, err := a.Check(ctx, rb)
 	if err != nil {
-		return e.failStep(ctx, rb, st, running, fmt.Errorf("check: %w", err))
+		return e.failStep(ctx, rb, st, p, running, fmt.Errorf("check: %w", err))
 	}
 	if done {
 		// Resumed after the effect was already in place (or it never had to happen).
-		return e.endStep(ctx, rb, st, running, Skipped, "already in place")
+		return e.endStep(ctx, rb, st, p, running, Skipped, "already in place")
 	}
 	if err := a.Pre(ctx, rb); err != nil {
-		return e.failStep(ctx, rb, st, running, fmt.Errorf("precondition: %w", err))
+		return e.failStep(ctx, rb, st, p, running, fmt.Errorf("precondition: %w", err))
 	}
 	note, err := a.Do(ctx, rb)
 	if err != nil {
-		return e.failStep(ctx, rb, st, running, err)
+		return e.failStep(ctx, rb, st, p, running, err)
 	}
 	done, err = a.Check(ctx, rb)
 	if err != nil {
-		return e.failStep(ctx, rb, st, running, fmt.Errorf("check: %w", err))
+		return e.failStep(ctx, rb, st, p, running, fmt.Errorf("check: %w", err))
 	}
 	if !done {
-		return e.failStep(ctx, rb, st, running, errors.New("check: the step ran but its effect is not in place"))
+		return e.failStep(ctx, rb, st, p, running, errors.New("check: the step ran but its effect is not in place"))
 	}
-	return e.endStep(ctx, rb, st, running, Succeeded, note)
+	return e.endStep(ctx, rb, st, p, running, Succeeded, note)
 }
 
 // ShowRunningAfter is how long a step runs before it is shown as running.
@@ -257,7 +330,7 @@ type runningMark struct {
 	ended bool
 }
 
-func (e *Engine) showRunning(ctx context.Context, rb *Runbook, st *Step) *runningMark {
+func (e *Engine) showRunning(rb *Runbook, st *Step, p *progress) *runningMark {
 	m := &runningMark{}
 	snap := *rb
 	snap.Steps = append([]Step(nil), rb.Steps...)
@@ -275,7 +348,7 @@ func (e *Engine) showRunning(ctx context.Context, rb *Runbook, st *Step) *runnin
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if !m.ended {
-			_ = e.save(ctx, &snap)
+			p.put(&snap)
 		}
 	})
 	return m
@@ -288,20 +361,18 @@ func (m *runningMark) stop() {
 	m.mu.Unlock()
 }
 
-func (e *Engine) endStep(ctx context.Context, rb *Runbook, st *Step, running *runningMark, state State, note string) error {
+func (e *Engine) endStep(ctx context.Context, rb *Runbook, st *Step, p *progress, running *runningMark, state State, note string) error {
 	running.stop()
 	st.State, st.Note = state, note
 	st.Finished = e.Now().UTC()
 	st.Seconds = st.Finished.Sub(st.Started).Seconds()
-	if err := e.save(ctx, rb); err != nil {
-		return err
-	}
+	p.put(rb)
 	e.audit(ctx, rb, st.Name, string(state), st.Seconds, note)
 	e.log.Info("runbook step", "id", rb.ID, "step", st.Name, "state", state, "seconds", st.Seconds, "note", note)
 	return nil
 }
 
-func (e *Engine) failStep(ctx context.Context, rb *Runbook, st *Step, running *runningMark, err error) error {
+func (e *Engine) failStep(ctx context.Context, rb *Runbook, st *Step, p *progress, running *runningMark, err error) error {
 	running.stop()
 	if errors.Is(err, ErrNotLeader) || ctx.Err() != nil {
 		return err
@@ -309,15 +380,18 @@ func (e *Engine) failStep(ctx context.Context, rb *Runbook, st *Step, running *r
 	st.State, st.Error = Failed, err.Error()
 	st.Finished = e.Now().UTC()
 	st.Seconds = st.Finished.Sub(st.Started).Seconds()
-	if serr := e.save(ctx, rb); serr != nil {
-		return serr
-	}
+	p.put(rb)
 	e.audit(ctx, rb, st.Name, string(Failed), st.Seconds, err.Error())
 	return err
 }
 
 // finish records the outcome and releases the workload's lock.
-func (e *Engine) finish(ctx context.Context, rb *Runbook, err error) error {
+func (e *Engine) finish(ctx context.Context, rb *Runbook, p *progress, err error) error {
+	if p != nil {
+		if ferr := p.flush(); errors.Is(ferr, ErrNotLeader) {
+			return ferr
+		}
+	}
 	rb.State = Succeeded
 	if err != nil {
 		rb.State, rb.Error = Failed, err.Error()
@@ -351,18 +425,14 @@ func (e *Engine) touch(rb *Runbook) *Runbook {
 	return rb
 }
 
-// save writes progress, only while this controller leads.
-func (e *Engine) save(ctx context.Context, rb *Runbook) error {
-	b, err := encode(e.touch(rb))
+// saveBytes writes progress, only while this controller leads.
+func (e *Engine) saveBytes(ctx context.Context, id, b string) error {
+	resp, err := e.store.Client().Txn(ctx).If(e.Guard).Then(clientv3.OpPut(e.store.Keys().Runbook(id), b)).Commit()
 	if err != nil {
-		return err
-	}
-	resp, err := e.store.Client().Txn(ctx).If(e.Guard).Then(clientv3.OpPut(e.store.Keys().Runbook(rb.ID), b)).Commit()
-	if err != nil {
-		return fmt.Errorf("save runbook %s: %w", rb.ID, err)
+		return fmt.Errorf("save runbook %s: %w", id, err)
 	}
 	if !resp.Succeeded {
-		return fmt.Errorf("save runbook %s: %w", rb.ID, ErrNotLeader)
+		return fmt.Errorf("save runbook %s: %w", id, ErrNotLeader)
 	}
 	return nil
 }

@@ -121,8 +121,11 @@ func TestEngine_ResumeAfterLeaderDies(t *testing.T) {
 		if st.calls.Load() != want {
 			t.Errorf("step %s ran %d times, want %d", st.name, st.calls.Load(), want)
 		}
-		if got.Steps[i].State != runbook.Succeeded {
-			t.Errorf("step %s state %s", st.name, got.Steps[i].State)
+		// Progress is recorded in the background: a step the dead leader
+		// finished shows as succeeded, or as skipped when its record was
+		// lost with the leader and the next one found its effect in place.
+		if s := got.Steps[i].State; s != runbook.Succeeded && s != runbook.Skipped {
+			t.Errorf("step %s state %s", st.name, s)
 		}
 	}
 	// The lock is released: a new runbook may start.
