@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -240,5 +241,24 @@ func TestZoneFailure(t *testing.T) {
 		if aside, _ := filepath.Glob(data + ".discarded-*"); len(aside) != 1 {
 			t.Errorf("the damaged data directory was not kept aside: %v", aside)
 		}
+	})
+
+	t.Run("a primary's server dies with its agent", func(t *testing.T) {
+		old := primaryOf(u.Status(t).Workloads[0])
+		if old.AgentPID == 0 || old.PostgresPID == 0 {
+			t.Fatalf("no pids for %s: %+v", name(old), old)
+		}
+		// Only the agent: its PostgreSQL gets the parent-death signal.
+		if err := syscall.Kill(old.AgentPID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for syscall.Kill(old.PostgresPID, 0) == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("postmaster %d outlived its agent %d", old.PostgresPID, old.AgentPID)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		waitPrimary(t, u, name(old), time.Minute)
 	})
 }

@@ -46,17 +46,22 @@ func StartLoad(ctx context.Context, dsn string, interval time.Duration) (*Load, 
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	_, err = conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+LoadTable+" (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
+	var first int64
+	if err == nil {
+		// A later load on the same database continues the numbering.
+		err = conn.QueryRow(ctx, "SELECT coalesce(max(id), 0) + 1 FROM "+LoadTable).Scan(&first)
+	}
 	conn.Close(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	l := &Load{dsn: dsn, table: LoadTable, interval: interval, cancel: cancel, done: make(chan struct{})}
-	go l.run(ctx)
+	go l.run(ctx, first)
 	return l, nil
 }
 
-func (l *Load) run(ctx context.Context) {
+func (l *Load) run(ctx context.Context, next int64) {
 	defer close(l.done)
 	var conn *pgx.Conn
 	defer func() {
@@ -64,7 +69,6 @@ func (l *Load) run(ctx context.Context) {
 			conn.Close(context.Background())
 		}
 	}()
-	var next int64 = 1
 	tick := time.NewTicker(l.interval)
 	defer tick.Stop()
 	for ctx.Err() == nil {
