@@ -29,8 +29,10 @@ type primaryLease struct {
 	epoch    int64
 	deadline time.Time // the server must be fenced by then unless renewed
 	// spare is a lease granted ahead of need by a node that is not primary:
-	// taking the primary role is then one etcd write, not two.
-	spare clientv3.LeaseID
+	// taking the primary role is then one etcd write, not two. spareSent is
+	// when its last renewal was sent.
+	spare     clientv3.LeaseID
+	spareSent time.Time
 }
 
 // ErrLeaseHeld is returned when another node holds the primary lease.
@@ -70,8 +72,7 @@ func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, 
 	keys := a.store.Keys()
 	leaseKey := keys.Lease(l.r.w.Name)
 	val, _ := json.Marshal(lifeline.LeaseRecord{Node: rec.Node, Epoch: rec.Epoch})
-	sent := time.Now()
-	grant, err := l.takeSpare(ctx)
+	grant, sent, err := l.takeSpare(ctx)
 	if err != nil {
 		return fmt.Errorf("grant primary lease: %w", err)
 	}
@@ -111,21 +112,27 @@ func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, 
 	return nil
 }
 
-// takeSpare returns the spare lease, or a new one. A spare renewed within
-// the last check interval has nearly its whole TTL left; the deadline is
-// counted from the moment the role is taken, which is no later.
-func (l *primaryLease) takeSpare(ctx context.Context) (*clientv3.LeaseGrantResponse, error) {
+// takeSpare returns the spare lease, or a new one, and the moment from
+// which its TTL runs at the latest: when its last renewal (or the grant)
+// was sent. A spare renewed within the last check interval is used as it
+// is; the fencing deadline is counted from that renewal.
+func (l *primaryLease) takeSpare(ctx context.Context) (*clientv3.LeaseGrantResponse, time.Time, error) {
 	l.mu.Lock()
-	spare := l.spare
+	spare, sent := l.spare, l.spareSent
 	l.spare = 0
 	l.mu.Unlock()
 	cli := l.r.a.store.Client()
+	if spare != 0 && time.Since(sent) < l.r.a.cfg.Topology.Control.CheckInterval {
+		return &clientv3.LeaseGrantResponse{ID: spare}, sent, nil
+	}
+	now := time.Now()
 	if spare != 0 {
 		if ka, err := cli.KeepAliveOnce(ctx, spare); err == nil && ka.TTL > 0 {
-			return &clientv3.LeaseGrantResponse{ID: spare, TTL: ka.TTL}, nil
+			return &clientv3.LeaseGrantResponse{ID: spare, TTL: ka.TTL}, now, nil
 		}
 	}
-	return cli.Grant(ctx, int64(l.r.a.cfg.Topology.Control.LeaseTTL/time.Second))
+	g, err := cli.Grant(ctx, int64(l.r.a.cfg.Topology.Control.LeaseTTL/time.Second))
+	return g, now, err
 }
 
 // keepSpare keeps a spare lease ready while the node is not primary.
@@ -139,15 +146,21 @@ func (l *primaryLease) keepSpare(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, l.r.a.cfg.Topology.Control.CheckInterval)
 	defer cancel()
 	cli := l.r.a.store.Client()
+	sent := time.Now()
 	if spare != 0 {
 		if ka, err := cli.KeepAliveOnce(cctx, spare); err == nil && ka.TTL > 0 {
+			l.mu.Lock()
+			if l.spare == spare {
+				l.spareSent = sent
+			}
+			l.mu.Unlock()
 			return
 		}
 	}
 	g, err := cli.Grant(cctx, int64(l.r.a.cfg.Topology.Control.LeaseTTL/time.Second))
 	l.mu.Lock()
-	if err == nil && l.spare == 0 && l.id == 0 {
-		l.spare = g.ID
+	if err == nil && l.id == 0 {
+		l.spare, l.spareSent = g.ID, sent
 	} else {
 		l.spare = 0
 	}

@@ -16,6 +16,7 @@ package zonefailover
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -86,7 +87,7 @@ func lifeline(b *testing.B, runs int) ([]float64, []int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		fmt.Printf("run %d: killed %s; %s took over; RTO %.3fs; %d acknowledged, %d lost\n", run, name(old), name(np), rto.Seconds(), len(res.Acked), len(missing))
+		fmt.Printf("run %d: killed %s; %s took over; RTO %.3fs; %d acknowledged, %d lost; %s\n", run, name(old), name(np), rto.Seconds(), len(res.Acked), len(missing), breakdown(b, u, killed))
 		rtos = append(rtos, rto.Seconds())
 		lost = append(lost, len(missing))
 		if out, err := u.Lifeline("node", "start", name(old)); err != nil {
@@ -94,6 +95,33 @@ func lifeline(b *testing.B, runs int) ([]float64, []int) {
 		}
 	}
 	return rtos, lost
+}
+
+// breakdown splits a failover's time from the last runbook: until the
+// controller saw the lease gone, then each step.
+func breakdown(b *testing.B, u *topotest.Up, killed time.Time) string {
+	out, err := u.Lifeline("runbooks", "--json")
+	if err != nil {
+		return ""
+	}
+	var rbs []struct {
+		Started time.Time         `json:"started"`
+		Params  map[string]string `json:"params"`
+		Steps   []struct {
+			Name    string  `json:"name"`
+			Seconds float64 `json:"seconds"`
+		} `json:"steps"`
+	}
+	if json.Unmarshal([]byte(out), &rbs) != nil || len(rbs) == 0 {
+		return ""
+	}
+	rb := rbs[len(rbs)-1]
+	lost, _ := time.Parse(time.RFC3339Nano, rb.Params["lost_at"])
+	parts := []string{fmt.Sprintf("lease gone +%.2fs, runbook +%.2fs", lost.Sub(killed).Seconds(), rb.Started.Sub(killed).Seconds())}
+	for _, st := range rb.Steps {
+		parts = append(parts, fmt.Sprintf("%s %.2fs", st.Name, st.Seconds))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func waitNewPrimary(b *testing.B, u *topotest.Up, old string) status.Node {
