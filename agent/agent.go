@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/compute"
 	"github.com/lifeline-dr/lifeline/controller"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/store"
@@ -110,6 +111,20 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	go a.keepSession(ctx)
+	driver := &compute.Driver{Binary: a.binary(), LogDir: filepath.Join(dir, "services"), Log: a.log,
+		Env: func(i compute.Instance) []string {
+			w, err := t.Workload(i.Workload)
+			if err != nil {
+				return nil
+			}
+			return []string{"LIFELINE_DATABASE=" + a.writerDSN(w)}
+		}}
+	defer driver.Stop()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.runServices(ctx, driver)
+	}()
 	ctl := controller.New(controller.Config{
 		Topology: t, Store: s, Name: a.cfg.Node.String(), Connect: a.connect, DialURL: a.dialURL, Logger: a.log,
 	})
@@ -146,6 +161,54 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.revokeSession()
 	a.log.Info("agent stopped")
 	return nil
+}
+
+// binary is this executable, which service commands starting with
+// "lifeline" run (the example app).
+func (a *Agent) binary() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "lifeline"
+	}
+	return exe
+}
+
+// runServices keeps this node's service instances as the plan says for the
+// region that holds each workload's primary.
+func (a *Agent) runServices(ctx context.Context, d *compute.Driver) {
+	t := a.cfg.Topology
+	tick := time.NewTicker(t.Control.CheckInterval * 2)
+	defer tick.Stop()
+	for {
+		var want []compute.Instance
+		for i := range t.Workloads {
+			w := &t.Workloads[i]
+			active := w.Active
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if rec, _, found, err := a.store.Primary(cctx, w.Name, clientv3.WithSerializable()); err == nil && found {
+				if id, err := lifeline.ParseNodeID(rec.Node); err == nil {
+					active = id.Region
+				}
+			}
+			cancel()
+			want = append(want, compute.On(compute.Plan(t, w, active), a.cfg.Node)...)
+		}
+		d.Reconcile(ctx, t, want)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// writerDSN is how services reach a workload's writer endpoint.
+func (a *Agent) writerDSN(w *lifeline.Workload) string {
+	s := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=3", a.cfg.Topology.Router.Address, w.Routing.WriterPort, w.Database.Superuser)
+	if pw, err := w.Database.Password.Resolve(); err == nil && w.Database.Password.Set() {
+		s += " password=" + pw
+	}
+	return s
 }
 
 // connect opens a superuser connection to a node's database, through this

@@ -1,0 +1,151 @@
+package compute
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/internal/proc"
+)
+
+// Driver runs instances as child processes of the agent: they die with it
+// (parent-death signal) and are restarted, with backoff, when they exit.
+type Driver struct {
+	// Binary replaces a command's "lifeline" (the example app runs as
+	// `lifeline example-app`).
+	Binary string
+	// LogDir receives each instance's output.
+	LogDir string
+	// Env returns what is added to an instance's environment.
+	Env func(Instance) []string
+	Log *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]*instanceProc // by Name
+}
+
+type instanceProc struct {
+	inst   Instance
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Reconcile runs exactly the given instances: new ones start, missing ones stop.
+func (d *Driver) Reconcile(ctx context.Context, t *lifeline.Topology, want []Instance) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running == nil {
+		d.running = map[string]*instanceProc{}
+	}
+	keep := map[string]bool{}
+	for _, inst := range want {
+		keep[inst.Name()] = true
+		if _, ok := d.running[inst.Name()]; ok {
+			continue
+		}
+		w, err := t.Workload(inst.Workload)
+		if err != nil {
+			continue
+		}
+		var cmd []string
+		for _, s := range w.Services {
+			if s.Name == inst.Service {
+				cmd = s.Command
+			}
+		}
+		ictx, cancel := context.WithCancel(ctx)
+		p := &instanceProc{inst: inst, cancel: cancel, done: make(chan struct{})}
+		d.running[inst.Name()] = p
+		go d.supervise(ictx, p, cmd)
+	}
+	for name, p := range d.running {
+		if !keep[name] {
+			p.cancel()
+			<-p.done
+			delete(d.running, name)
+		}
+	}
+}
+
+// Stop stops every instance.
+func (d *Driver) Stop() {
+	d.Reconcile(context.Background(), &lifeline.Topology{}, nil)
+}
+
+func (d *Driver) supervise(ctx context.Context, p *instanceProc, command []string) {
+	defer close(p.done)
+	backoff := time.Second
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := d.runOnce(ctx, p.inst, command)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > time.Minute {
+			backoff = time.Second
+		}
+		d.Log.Warn("service instance exited; restarting", "instance", p.inst.Name(), "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func (d *Driver) runOnce(ctx context.Context, inst Instance, command []string) error {
+	if len(command) == 0 {
+		return fmt.Errorf("no command")
+	}
+	args := make([]string, len(command))
+	for i, a := range command {
+		args[i] = strings.ReplaceAll(a, "{addr}", inst.Addr)
+	}
+	if args[0] == "lifeline" && d.Binary != "" {
+		args[0] = d.Binary
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = os.Environ()
+	if d.Env != nil {
+		cmd.Env = append(cmd.Env, d.Env(inst)...)
+	}
+	cmd.Env = append(cmd.Env, "LIFELINE_INSTANCE="+inst.Name(), "LIFELINE_LISTEN="+inst.Addr,
+		"LIFELINE_REGION="+inst.Node.Region, "LIFELINE_ZONE="+inst.Node.Zone)
+	if d.LogDir != "" {
+		_ = os.MkdirAll(d.LogDir, 0o755)
+		f, err := os.OpenFile(filepath.Join(d.LogDir, strings.NewReplacer("/", "-", "@", "-", "#", "-").Replace(inst.Name())+".log"),
+			os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err == nil {
+			defer f.Close()
+			cmd.Stdout, cmd.Stderr = f, f
+		}
+	}
+	var exitErr error
+	done, err := proc.Start(cmd, syscall.SIGTERM, func(err error) { exitErr = err })
+	if err != nil {
+		return err
+	}
+	d.Log.Info("service instance started", "instance", inst.Name(), "pid", cmd.Process.Pid, "addr", inst.Addr)
+	select {
+	case <-done:
+		return exitErr
+	case <-ctx.Done():
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		return ctx.Err()
+	}
+}
