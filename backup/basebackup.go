@@ -1,0 +1,746 @@
+package backup
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/internal/proc"
+	"github.com/lifeline-dr/lifeline/postgres"
+)
+
+// Source is the server a base backup is taken from: a primary or a standby
+// that archives (or whose primary archives) into the same repository.
+type Source struct {
+	// BinDir holds pg_basebackup (postgres.FindBin).
+	BinDir string
+	// Owner is the OS user pg_basebackup runs as (nil: this process's user).
+	Owner *postgres.Owner
+	Host  string
+	Port  int
+	// User is a role with the REPLICATION attribute; Password is passed to
+	// pg_basebackup in PGPASSWORD, never on a command line.
+	User     string
+	Password string
+	// Node names the source in the backup's Info ("eu-west/a").
+	Node string
+}
+
+// BackupOptions tune Backup. The zero value works.
+type BackupOptions struct {
+	// PartSize is the size of the pieces the tar stream is cut into
+	// (DefaultPartSize when 0). Smaller parts restore with more parallelism
+	// and retry cheaper; each part is one object.
+	PartSize int64
+	// Parallel is how many parts may be uploading at once (DefaultParallel
+	// when 0). Memory stays bounded: a part is streamed through objstore's
+	// spool (8 MiB in memory, the rest in a temporary file), never held whole.
+	Parallel int
+	// Progress, if set, is called from Backup's goroutine about every 250ms
+	// with the bytes read from pg_basebackup so far, and once at the end.
+	Progress func(Progress)
+	// SwitchWAL forces the primary to finish its current WAL segment (e.g.
+	// `SELECT pg_switch_wal()` on the primary). Backup calls it while it waits
+	// for the segment holding the stop LSN to be archived; a backup taken
+	// from a standby needs it unless archive_timeout is short. nil: only wait.
+	SwitchWAL func(ctx context.Context) error
+	// WALTimeout bounds that wait (DefaultWALTimeout when 0).
+	WALTimeout time.Duration
+	Logger     *slog.Logger
+}
+
+// Defaults for BackupOptions and RestoreOptions.
+const (
+	DefaultPartSize   = 64 << 20
+	DefaultParallel   = 4
+	DefaultWALTimeout = 5 * time.Minute
+)
+
+// Progress is a snapshot of a running backup.
+type Progress struct {
+	// Bytes of the tar stream read from pg_basebackup.
+	Bytes int64
+	// Parts uploaded (complete objects).
+	Parts   int
+	Elapsed time.Duration
+	// Phase is "copy" while pg_basebackup runs, "wal" while waiting for the
+	// archive, "done" at the end.
+	Phase string
+}
+
+// ident is what the source says about itself over the replication protocol.
+type ident struct {
+	systemID  uint64
+	timeline  uint32
+	segSize   int64
+	version   string // "15.14"
+	majorVers string // "15"
+}
+
+// Backup takes a base backup of src into the repository and returns its Info.
+//
+// pg_basebackup streams a tar (-Ft -X none --checkpoint=fast
+// --manifest-checksums=SHA256) that is cut into parts uploaded concurrently,
+// while the same bytes are read as a tar to pick out backup_label,
+// backup_manifest, global/pg_control and PG_VERSION. Backup then checks:
+// backup_manifest's own checksum; that its WAL ranges start at backup_label's
+// START WAL LOCATION on START TIMELINE; that every file it lists is in the
+// tar with its size and nothing else is; that pg_control's system identifier
+// and PG_VERSION are the server's. It waits until every WAL segment from the
+// start to the stop LSN is archived (calling opt.SwitchWAL), and only then
+// writes manifest.json, the object that makes the backup exist. On any error
+// the uploaded parts are deleted (best effort; retention removes what is
+// left) and no manifest is written.
+//
+// Tablespaces other than the default ones are not supported
+// (pg_basebackup cannot stream them to one tar).
+func (r *Repo) Backup(ctx context.Context, src Source, opt BackupOptions) (_ *Info, err error) {
+	if opt.PartSize <= 0 {
+		opt.PartSize = DefaultPartSize
+	}
+	if opt.Parallel <= 0 {
+		opt.Parallel = DefaultParallel
+	}
+	if opt.WALTimeout <= 0 {
+		opt.WALTimeout = DefaultWALTimeout
+	}
+	log := discardLogger(opt.Logger).With("backup", r.workload)
+	if src.BinDir == "" || src.Host == "" || src.Port == 0 || src.User == "" {
+		return nil, errors.New("backup: source needs BinDir, Host, Port and User")
+	}
+	launched := time.Now()
+	id, err := r.newID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	log = log.With("id", id)
+	idn, err := identify(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", id, err)
+	}
+
+	bctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sp := &splitter{ctx: bctx, fail: cancel, r: r, id: id, partSize: opt.PartSize, sem: make(chan struct{}, opt.Parallel)}
+	defer func() {
+		if err != nil {
+			r.cleanupParts(id, log)
+		}
+	}()
+
+	log.Info("pg_basebackup", "host", src.Host, "port", src.Port, "system_id", idn.systemID)
+	pb, err := startBaseBackup(bctx, src, id)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", id, err)
+	}
+	scanR, scanW := io.Pipe()
+	scan := &tarScan{files: map[string]int64{}}
+	scanDone := make(chan struct{})
+	go func() { defer close(scanDone); scan.run(scanR) }()
+
+	// The tee: every byte goes to the scanner and to the current part.
+	prog := &progressWriter{start: launched, fn: opt.Progress, parts: sp.uploaded}
+	_, copyErr := io.CopyBuffer(io.MultiWriter(scanW, sp, prog), pb.stdout, make([]byte, 1<<20))
+	if copyErr != nil {
+		cancel(copyErr)
+	}
+	scanW.CloseWithError(copyErr)
+	<-scanDone
+	pb.stdout.Close()
+	runErr := pb.wait()
+	if copyErr == nil && context.Cause(bctx) != nil {
+		copyErr = context.Cause(bctx)
+	}
+	upErr := sp.close(copyErr)
+	switch {
+	case runErr != nil && context.Cause(bctx) == nil:
+		return nil, fmt.Errorf("backup %s: %w", id, runErr)
+	case upErr != nil:
+		return nil, fmt.Errorf("backup %s: upload: %w", id, upErr)
+	case copyErr != nil:
+		return nil, fmt.Errorf("backup %s: read pg_basebackup output: %w", id, copyErr)
+	case runErr != nil:
+		return nil, fmt.Errorf("backup %s: %w", id, runErr)
+	}
+	stopped := time.Now()
+	if strings.Contains(pb.stderr.String(), "WAL archiving is not enabled") {
+		return nil, fmt.Errorf("backup %s: the source does not archive WAL (archive_mode is off), so the backup could never be restored", id)
+	}
+
+	info, err := checkBackup(scan, idn)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", id, err)
+	}
+	info.ID, info.Workload, info.Node = id, r.workload, src.Node
+	info.Parts, info.Bytes, info.StoredBytes = sp.result()
+	info.StopTime = stopped.UTC()
+	if !info.StartTime.IsZero() && (info.StartTime.After(info.StopTime) || info.StartTime.Before(launched.Add(-time.Hour))) {
+		info.StartTime = time.Time{} // server clock far from ours: use ours
+	}
+	if info.StartTime.IsZero() {
+		info.StartTime = launched.UTC().Truncate(time.Second)
+	}
+	info.Encrypted = r.encrypted
+
+	emit := func(phase string) {
+		if opt.Progress != nil {
+			opt.Progress(Progress{Bytes: info.Bytes, Parts: len(info.Parts), Elapsed: time.Since(launched), Phase: phase})
+		}
+	}
+	emit("wal")
+	log.Info("waiting for WAL", "start", info.StartWAL, "stop", info.StopWAL)
+	if err := r.waitArchived(ctx, scan.span, info.WALSegmentSize, opt.SwitchWAL, opt.WALTimeout); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", id, err)
+	}
+	info.Duration = time.Since(launched)
+	b, err := info.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", id, err)
+	}
+	if _, err := r.store.PutIfAbsent(ctx, r.manifestKey(id), bytes.NewReader(b)); err != nil {
+		return nil, fmt.Errorf("backup %s: write manifest: %w", id, err)
+	}
+	emit("done")
+	log.Info("backup done", "bytes", info.Bytes, "parts", len(info.Parts), "seconds", info.Duration.Seconds())
+	return info, nil
+}
+
+// newID returns a fresh backup id: the current UTC second, unused in the
+// repository (waiting for the next second if it is taken).
+func (r *Repo) newID(ctx context.Context) (string, error) {
+	for range 5 {
+		id := time.Now().UTC().Format(idLayout)
+		taken := false
+		for _, err := range r.store.List(ctx, r.backupPrefix(id)) {
+			if err != nil {
+				return "", err
+			}
+			taken = true
+			break
+		}
+		if !taken {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Until(time.Now().Truncate(time.Second).Add(time.Second))):
+		}
+	}
+	return "", errors.New("no free backup id: another backup of this workload starts every second")
+}
+
+// cleanupParts deletes what a failed backup uploaded.
+func (r *Repo) cleanupParts(id string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for e, err := range r.store.List(ctx, r.backupPrefix(id)) {
+		if err != nil {
+			log.Warn("cleanup of a failed backup", "err", err)
+			return
+		}
+		if err := r.store.Delete(ctx, e.Key); err != nil && !errors.Is(err, ErrNotFound) {
+			log.Warn("cleanup of a failed backup", "err", err)
+		}
+	}
+}
+
+// identify asks the source for its system identifier, timeline, WAL segment
+// size and version over a physical replication connection (the same access
+// pg_basebackup needs).
+func identify(ctx context.Context, src Source) (ident, error) {
+	cs := fmt.Sprintf("host=%s port=%d user=%s dbname=replication replication=true connect_timeout=10 application_name=lifeline-backup",
+		connQuote(src.Host), src.Port, connQuote(src.User))
+	cfg, err := pgconn.ParseConfig(cs)
+	if err != nil {
+		return ident{}, fmt.Errorf("identify %s:%d: %w", src.Host, src.Port, err)
+	}
+	cfg.Password = src.Password
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return ident{}, fmt.Errorf("identify %s:%d: %w", src.Host, src.Port, err)
+	}
+	defer conn.Close(context.Background())
+	row := func(q string, cols int) ([][]byte, error) {
+		res, err := conn.Exec(ctx, q).ReadAll()
+		if err != nil {
+			return nil, fmt.Errorf("identify %s:%d: %s: %w", src.Host, src.Port, q, err)
+		}
+		if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) < cols {
+			return nil, fmt.Errorf("identify %s:%d: %s: unexpected answer", src.Host, src.Port, q)
+		}
+		return res[0].Rows[0], nil
+	}
+	var id ident
+	r, err := row("IDENTIFY_SYSTEM", 2)
+	if err != nil {
+		return ident{}, err
+	}
+	if id.systemID, err = strconv.ParseUint(string(r[0]), 10, 64); err != nil {
+		return ident{}, fmt.Errorf("identify %s:%d: system identifier %q", src.Host, src.Port, r[0])
+	}
+	tli, err := strconv.ParseUint(string(r[1]), 10, 32)
+	if err != nil {
+		return ident{}, fmt.Errorf("identify %s:%d: timeline %q", src.Host, src.Port, r[1])
+	}
+	id.timeline = uint32(tli)
+	if r, err = row("SHOW wal_segment_size", 1); err != nil {
+		return ident{}, err
+	}
+	if id.segSize, err = parseMemory(string(r[0])); err != nil || !validSegmentSize(id.segSize) {
+		return ident{}, fmt.Errorf("identify %s:%d: wal_segment_size %q", src.Host, src.Port, r[0])
+	}
+	if r, err = row("SHOW server_version", 1); err != nil {
+		return ident{}, err
+	}
+	id.version, _, _ = strings.Cut(string(r[0]), " ")
+	id.majorVers, _, _ = strings.Cut(id.version, ".")
+	return id, nil
+}
+
+// parseMemory parses a memory setting as SHOW prints it: "16MB", "1GB", "512kB".
+func parseMemory(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"kB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"TB", 1 << 40}, {"B", 1}}
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.ParseInt(n, 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			return v * u.mult, nil
+		}
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+func connQuote(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// baseBackup is a running pg_basebackup.
+type baseBackup struct {
+	stdout *os.File
+	stderr *tailBuffer
+	done   <-chan struct{}
+	err    error
+	ctx    context.Context
+}
+
+func startBaseBackup(ctx context.Context, src Source, id string) (*baseBackup, error) {
+	cmd := exec.Command(filepath.Join(src.BinDir, "pg_basebackup"),
+		"-D", "-", "-Ft", "-X", "none", "--checkpoint=fast", "--manifest-checksums=SHA256",
+		"-h", src.Host, "-p", strconv.Itoa(src.Port), "-U", src.User, "--no-password",
+		"--label=lifeline "+id)
+	home := os.Getenv("HOME")
+	if src.Owner != nil {
+		home = src.Owner.Home
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: src.Owner.UID, Gid: src.Owner.GID}}
+	}
+	cmd.Env = []string{"HOME=" + home, "LC_ALL=C", "PATH=" + src.BinDir + ":/usr/bin:/bin", "PGAPPNAME=lifeline-backup"}
+	if src.Password != "" {
+		cmd.Env = append(cmd.Env, "PGPASSWORD="+src.Password)
+	}
+	cmd.Dir = "/"
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	b := &baseBackup{stdout: pr, stderr: &tailBuffer{max: 64 << 10}, ctx: ctx}
+	cmd.Stdout, cmd.Stderr = pw, b.stderr
+	done, err := proc.Start(cmd, syscall.SIGKILL, func(err error) { b.err = err })
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		return nil, fmt.Errorf("start pg_basebackup: %w", err)
+	}
+	b.done = done
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+		case <-done:
+		}
+	}()
+	return b, nil
+}
+
+func (b *baseBackup) wait() error {
+	<-b.done
+	if b.err != nil {
+		return fmt.Errorf("pg_basebackup: %w: %s", b.err, strings.TrimSpace(b.stderr.String()))
+	}
+	return nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
+
+// progressWriter counts the stream and reports progress.
+type progressWriter struct {
+	start time.Time
+	fn    func(Progress)
+	parts func() int
+	n     int64
+	last  time.Time
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	p.n += int64(len(b))
+	if p.fn != nil && time.Since(p.last) >= 250*time.Millisecond {
+		p.last = time.Now()
+		p.fn(Progress{Bytes: p.n, Parts: p.parts(), Elapsed: time.Since(p.start), Phase: "copy"})
+	}
+	return len(b), nil
+}
+
+// splitter cuts the stream into parts and uploads each through its own pipe:
+// a part is compressed and spooled while it is written, then uploaded while
+// the next parts are written. At most cap(sem) parts are in flight.
+type splitter struct {
+	ctx      context.Context
+	fail     context.CancelCauseFunc
+	r        *Repo
+	id       string
+	partSize int64
+	sem      chan struct{}
+	wg       sync.WaitGroup
+
+	cur  *io.PipeWriter
+	left int64
+
+	mu    sync.Mutex
+	parts []Part
+	done  int
+	err   error
+}
+
+func (s *splitter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		if s.cur == nil {
+			if err := s.startPart(); err != nil {
+				return written, err
+			}
+		}
+		k := min(int64(len(p)), s.left)
+		n, err := s.cur.Write(p[:k])
+		written += n
+		s.left -= int64(n)
+		p = p[n:]
+		if err != nil {
+			return written, err
+		}
+		if s.left == 0 {
+			s.cur.Close()
+			s.cur = nil
+		}
+	}
+	return written, nil
+}
+
+func (s *splitter) startPart() error {
+	select {
+	case s.sem <- struct{}{}:
+	case <-s.ctx.Done():
+		return context.Cause(s.ctx)
+	}
+	pr, pw := io.Pipe()
+	s.mu.Lock()
+	n := len(s.parts)
+	s.parts = append(s.parts, Part{Name: partName(n)})
+	s.mu.Unlock()
+	s.cur, s.left = pw, s.partSize
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.sem }()
+		info, err := s.r.store.Put(s.ctx, s.r.partKey(s.id, partName(n)), pr)
+		if err != nil {
+			pr.CloseWithError(err)
+			s.mu.Lock()
+			if s.err == nil {
+				s.err = err
+			}
+			s.mu.Unlock()
+			s.fail(err)
+			return
+		}
+		s.mu.Lock()
+		s.parts[n] = Part{Name: partName(n), Size: info.Size, StoredSize: info.StoredSize, SHA256: info.SHA256}
+		s.done++
+		s.mu.Unlock()
+	}()
+	return nil
+}
+
+// close ends the last part (with cause when the stream failed) and waits for
+// every upload.
+func (s *splitter) close(cause error) error {
+	if s.cur != nil {
+		s.cur.CloseWithError(cause)
+		s.cur = nil
+	}
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *splitter) uploaded() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.done
+}
+
+func (s *splitter) result() ([]Part, int64, int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n, stored int64
+	for _, p := range s.parts {
+		n += p.Size
+		stored += p.StoredSize
+	}
+	return append([]Part(nil), s.parts...), n, stored
+}
+
+// tarScan reads the tee'd tar stream and keeps what the checks need.
+type tarScan struct {
+	label, manifest, control, version []byte
+	files                             map[string]int64
+	err                               error
+	span                              []walRange
+}
+
+// Limits on the members tarScan reads into memory.
+const (
+	maxLabel    = 1 << 20
+	maxManifest = 1 << 30
+)
+
+func (s *tarScan) run(r io.Reader) {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			s.err = fmt.Errorf("read tar stream: %w", err)
+			break
+		}
+		name := path.Clean(h.Name)
+		switch h.Typeflag {
+		case tar.TypeReg:
+			s.files[name] = h.Size
+			var dst *[]byte
+			limit := int64(maxLabel)
+			switch name {
+			case "backup_label":
+				dst = &s.label
+			case "backup_manifest":
+				dst, limit = &s.manifest, maxManifest
+			case "global/pg_control":
+				dst = &s.control
+			case "PG_VERSION":
+				dst = &s.version
+			}
+			if dst != nil {
+				if h.Size > limit {
+					s.err = fmt.Errorf("%s is %d bytes, larger than %d", name, h.Size, limit)
+					continue
+				}
+				if *dst, err = io.ReadAll(tr); err != nil {
+					s.err = fmt.Errorf("read %s from the tar stream: %w", name, err)
+					break
+				}
+			}
+		case tar.TypeDir:
+		default:
+			if s.err == nil {
+				s.err = fmt.Errorf("tar member %s has type %q: only files and directories are supported (no tablespaces)", name, h.Typeflag)
+			}
+		}
+	}
+	// Never leave the tee blocked.
+	_, _ = io.Copy(io.Discard, r)
+}
+
+// checkBackup checks what the scan found and fills in an Info from it.
+func checkBackup(s *tarScan, idn ident) (*Info, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	for name, b := range map[string][]byte{"backup_label": s.label, "backup_manifest": s.manifest, "global/pg_control": s.control, "PG_VERSION": s.version} {
+		if b == nil {
+			return nil, fmt.Errorf("the tar stream has no %s", name)
+		}
+	}
+	l, err := parseLabel(s.label)
+	if err != nil {
+		return nil, err
+	}
+	m, err := parsePGManifest(s.manifest)
+	if err != nil {
+		return nil, err
+	}
+	span := m.walSpan()
+	if err := checkSpan(span, l); err != nil {
+		return nil, err
+	}
+	s.span = span
+	if err := checkFiles(m, s.files); err != nil {
+		return nil, err
+	}
+	sysid, err := controlSystemID(s.control)
+	if err != nil {
+		return nil, err
+	}
+	if sysid != idn.systemID {
+		return nil, fmt.Errorf("pg_control has system identifier %d, the server says %d", sysid, idn.systemID)
+	}
+	if v := strings.TrimSpace(string(s.version)); v != idn.majorVers {
+		return nil, fmt.Errorf("PG_VERSION says %q, the server is version %s", v, idn.version)
+	}
+	if want := segFileName(l.Timeline, segNo(l.StartLSN, idn.segSize), idn.segSize); want != l.StartWAL {
+		return nil, fmt.Errorf("backup_label names segment %s for %s, with %d-byte segments it is %s", l.StartWAL, l.StartLSN, idn.segSize, want)
+	}
+	last := span[len(span)-1]
+	info := &Info{
+		SystemID: sysid, PGVersion: idn.version, WALSegmentSize: idn.segSize,
+		Timeline: l.Timeline, StopTimeline: last.Timeline,
+		StartLSN: l.StartLSN, StopLSN: last.end, StartWAL: l.StartWAL,
+		StopWAL: segFileName(last.Timeline, lastSegment(last.start, last.end, idn.segSize), idn.segSize),
+		From:    l.From, Files: len(m.Files),
+	}
+	if l.StartTimeOK {
+		info.StartTime = l.StartTime
+	}
+	return info, nil
+}
+
+// lastSegment is the segment holding the last byte of WAL in [start, end).
+func lastSegment(start, end lifeline.LSN, segSize int64) uint64 {
+	if end > start {
+		return segNo(end-1, segSize)
+	}
+	return segNo(start, segSize)
+}
+
+// checkFiles checks the tar's files against backup_manifest: same set, same sizes.
+func checkFiles(m *pgManifest, files map[string]int64) error {
+	listed := make(map[string]bool, len(m.Files))
+	for _, f := range m.Files {
+		listed[f.Path] = true
+		size, ok := files[f.Path]
+		if !ok {
+			return fmt.Errorf("backup_manifest lists %s, the tar stream does not hold it", f.Path)
+		}
+		if size != f.Size {
+			return fmt.Errorf("%s is %d bytes in the tar stream, backup_manifest says %d", f.Path, size, f.Size)
+		}
+	}
+	for name := range files {
+		if name != "backup_manifest" && !listed[name] {
+			return fmt.Errorf("the tar stream holds %s, which backup_manifest does not list", name)
+		}
+	}
+	return nil
+}
+
+// neededSegments lists the WAL segments recovery must read to make a backup
+// with these WAL ranges consistent. A range that ends at a timeline switch
+// needs its timeline's segments before the one holding the switch point;
+// that one is read from the next timeline.
+func neededSegments(span []walRange, segSize int64) []string {
+	var out []string
+	for i, r := range span {
+		first := segNo(r.start, segSize)
+		var last uint64
+		if i == len(span)-1 {
+			last = lastSegment(r.start, r.end, segSize)
+		} else {
+			if segNo(r.end, segSize) == 0 {
+				continue
+			}
+			last = segNo(r.end, segSize) - 1
+		}
+		for seg := first; seg <= last; seg++ {
+			out = append(out, segFileName(r.Timeline, seg, segSize))
+		}
+	}
+	return out
+}
+
+// waitArchived waits until every segment the backup needs is in the archive.
+func (r *Repo) waitArchived(ctx context.Context, span []walRange, segSize int64, switchWAL func(context.Context) error, timeout time.Duration) error {
+	missing := neededSegments(span, segSize)
+	deadline := time.Now().Add(timeout)
+	var lastSwitch time.Time
+	for {
+		var still []string
+		for _, name := range missing {
+			if _, err := r.store.Stat(ctx, r.walKey(name)); err != nil {
+				if !errors.Is(err, ErrNotFound) {
+					return fmt.Errorf("check archived WAL: %w", err)
+				}
+				still = append(still, name)
+			}
+		}
+		if missing = still; len(missing) == 0 {
+			return nil
+		}
+		if switchWAL != nil && time.Since(lastSwitch) >= 10*time.Second {
+			lastSwitch = time.Now()
+			if err := switchWAL(ctx); err != nil {
+				return fmt.Errorf("switch WAL while waiting for %s to be archived: %w", missing[0], err)
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("WAL segment %s, needed by the backup, was not archived within %s: is archive_command working?", missing[0], timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for WAL segment %s to be archived: %w", missing[0], ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
