@@ -382,3 +382,65 @@ func restoredInstance(t *testing.T, dir, addr string) *postgres.Instance {
 	}
 	return inst
 }
+
+// TestRepo_BackupFromStandby takes the backup from a streaming standby (into
+// an unencrypted repository): the stop segment is still being written on the
+// primary when pg_basebackup ends, so Backup must have it switched and wait
+// for it to be archived.
+func TestRepo_BackupFromStandby(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	repo := fileRepo(t, "orders", nil)
+	r := repo.open(t)
+	src := startCluster(t, repo, nil)
+
+	addr := src.net + ".2"
+	standby := postgres.New(postgres.Config{
+		Name: "standby", BinDir: testenv.PGBin(t), Dir: filepath.Join(testenv.Dir(t), "standby"), Owner: testenv.Owner(t),
+		Address: addr, Port: 5432, Superuser: "postgres", ReplicationUser: "replicator",
+		Trust: []string{"127.0.0.1", addr}, Parameters: map[string]string{"shared_buffers": "32MB", "max_connections": "20"},
+	})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = standby.Stop(ctx)
+	})
+	up := postgres.Upstream{Host: src.addr, Port: 5432}
+	if err := standby.BaseBackup(ctx, up); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.WriteConfig(postgres.Settings{AppName: "standby", Upstream: &up}); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Written after the standby's own base backup switched segments: the
+	// segment holding the backup's stop point is still open on the primary.
+	src.exec(t, "CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 100)")
+	lsn, _ := lifeline.ParseLSN(src.query(t, "SELECT pg_current_wal_lsn()::text"))
+	if err := standby.WaitReplay(ctx, lsn); err != nil {
+		t.Fatal(err)
+	}
+
+	switches := 0
+	info, err := r.Backup(ctx, backup.Source{BinDir: testenv.PGBin(t), Owner: testenv.Owner(t), Host: addr, Port: 5432, User: "replicator", Node: "eu-west/b"},
+		backup.BackupOptions{SwitchWAL: func(ctx context.Context) error { switches++; return src.switchWAL(ctx) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.From != "standby" || info.Node != "eu-west/b" || info.Encrypted || switches == 0 {
+		t.Errorf("backup from %s of node %s, encrypted %v, %d WAL switches; want standby, eu-west/b, unencrypted, at least one switch",
+			info.From, info.Node, info.Encrypted, switches)
+	}
+	src.exec(t, "INSERT INTO t SELECT generate_series(101, 300)")
+	src.archiveAll(t)
+
+	res, err := r.Verify(ctx, filepath.Join(testenv.Dir(t), "scratch"), verifyOpts(t, repo, src.net+".3", backup.Target{}))
+	if err != nil {
+		t.Fatalf("Verify: %v\n%s", err, res.Log)
+	}
+	if got := rows(t, res, "t"); got != 300 || res.Restore.Backup.ID != info.ID {
+		t.Errorf("restored %d rows from %s, want 300 from %s", got, res.Restore.Backup.ID, info.ID)
+	}
+}

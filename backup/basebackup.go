@@ -164,6 +164,9 @@ func (r *Repo) Backup(ctx context.Context, src Source, opt BackupOptions) (_ *In
 	<-scanDone
 	pb.stdout.Close()
 	runErr := pb.wait()
+	// After the stop point was written: a restore to any later time may use
+	// this backup.
+	stopped := time.Now()
 	if copyErr == nil && context.Cause(bctx) != nil {
 		copyErr = context.Cause(bctx)
 	}
@@ -178,17 +181,20 @@ func (r *Repo) Backup(ctx context.Context, src Source, opt BackupOptions) (_ *In
 	case runErr != nil:
 		return nil, fmt.Errorf("backup %s: %w", id, runErr)
 	}
-	stopped := time.Now()
-	if strings.Contains(pb.stderr.String(), "WAL archiving is not enabled") {
-		return nil, fmt.Errorf("backup %s: the source does not archive WAL (archive_mode is off), so the backup could never be restored", id)
-	}
-
 	info, err := checkBackup(scan, idn)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", id, err)
 	}
+	// A standby prints the same notice unless archive_mode=always; its
+	// primary's archiving is what Backup waits for below.
+	if info.From == "primary" && strings.Contains(pb.stderr.String(), "WAL archiving is not enabled") {
+		return nil, fmt.Errorf("backup %s: the source does not archive WAL (archive_mode is off), so the backup could never be restored", id)
+	}
 	info.ID, info.Workload, info.Node = id, r.workload, src.Node
 	info.Parts, info.Bytes, info.StoredBytes = sp.result()
+	if info.Bytes != prog.n {
+		return nil, fmt.Errorf("backup %s: internal error: read %d bytes from pg_basebackup, the parts hold %d", id, prog.n, info.Bytes)
+	}
 	info.StopTime = stopped.UTC()
 	if !info.StartTime.IsZero() && (info.StartTime.After(info.StopTime) || info.StartTime.Before(launched.Add(-time.Hour))) {
 		info.StartTime = time.Time{} // server clock far from ours: use ours

@@ -136,7 +136,13 @@ type RestoreResult struct {
 //
 // dir must be empty or absent; it is created with mode 0700 and, with its
 // contents, owned by opt.Owner. On error it is left empty (or removed, if
-// Restore created it).
+// Restore created it). Files are not fsynced one by one: PostgreSQL fsyncs
+// the whole data directory when it starts from a backup (its pg_control does
+// not say "shut down").
+//
+// Other settings of the backed-up server come along (postgresql.conf and its
+// includes); the caller sets the restored server's own address, port and
+// access (postgres.Instance.WriteConfig, or opt.Settings).
 func (r *Repo) Restore(ctx context.Context, dir string, t Target, opt RestoreOptions) (_ *RestoreResult, err error) {
 	started := time.Now()
 	if err := t.check(); err != nil {

@@ -273,6 +273,9 @@ func logTail(file string, n int) string {
 func lastFatal(log string, err error) string {
 	var keep []string
 	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "the database system is starting up") {
+			continue // Start's own connection attempts
+		}
 		if strings.Contains(l, "FATAL:") || strings.Contains(l, "PANIC:") || strings.Contains(l, "fetch ") {
 			keep = append(keep, strings.TrimSpace(l))
 		}

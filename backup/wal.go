@@ -85,6 +85,10 @@ func checkSegmentHeader(f io.Reader, w walName, size int64) error {
 // restore_command fail in the way that stops PostgreSQL rather than letting
 // it promote a database that lacks the WAL after the hole. A damaged object
 // or a wrong key is reported with the object's name and the reason.
+//
+// A standby that also streams from a primary can get a missing segment that
+// way: its wal-fetch may treat ErrWALGap as "not found" (exit 1) instead of
+// stopping the standby.
 func (r *Repo) FetchWAL(ctx context.Context, name, dest string) error {
 	w, err := parseWALName(name)
 	if err != nil {
