@@ -542,3 +542,57 @@ func (t *Topology) Fingerprint() string {
 func (c Control) FenceMargin() time.Duration {
 	return max(2*c.CheckInterval, c.LeaseTTL/3)
 }
+
+// BackupRecord is what the last backup, copy and verification did; status
+// shows it.
+type BackupRecord struct {
+	ID      string    `json:"id"`
+	Node    string    `json:"node"`
+	Region  string    `json:"region"`
+	At      time.Time `json:"at"`
+	Seconds float64   `json:"seconds"`
+	Bytes   int64     `json:"bytes"`
+	Stored  int64     `json:"stored_bytes"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// VerifyRecord is the last restore drill.
+type VerifyRecord struct {
+	At             time.Time `json:"at"`
+	Region         string    `json:"region"`
+	Backup         string    `json:"backup"`
+	Passed         bool      `json:"passed"`
+	Failure        string    `json:"failure,omitempty"`
+	RestoreSeconds float64   `json:"restore_seconds"`
+	TotalSeconds   float64   `json:"total_seconds"`
+	Tables         int       `json:"tables"`
+	Rows           int64     `json:"rows"`
+	// WithinRTO: for a backup-restore workload the drill is its failover,
+	// so its duration is checked against the RTO.
+	RTOSeconds float64 `json:"rto_seconds"`
+	WithinRTO  bool    `json:"within_rto"`
+}
+
+// CopyRecord is the state of one region's copy of the active region's repository.
+type CopyRecord struct {
+	Region    string    `json:"region"`
+	From      string    `json:"from"`
+	At        time.Time `json:"at"`
+	InSyncAt  time.Time `json:"in_sync_at"`
+	NewestWAL string    `json:"newest_wal"`
+	SourceWAL string    `json:"source_wal"`
+	Backup    string    `json:"newest_backup"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// LagSeconds is how far the copy is behind: 0 while in sync, else the time
+// since it last was.
+func (c CopyRecord) LagSeconds(now time.Time) float64 {
+	if c.NewestWAL == c.SourceWAL && c.Error == "" {
+		return 0
+	}
+	if c.InSyncAt.IsZero() {
+		return now.Sub(c.At).Seconds()
+	}
+	return now.Sub(c.InSyncAt).Seconds()
+}

@@ -127,6 +127,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	ctl := controller.New(controller.Config{
 		Topology: t, Store: s, Name: a.cfg.Node.String(), Connect: a.connect, DialURL: a.dialURL, Logger: a.log,
+		Backups: &controller.Backups{
+			T: t, S: s, DataDir: a.cfg.DataDir, PGBin: a.cfg.PGBin, Owner: a.cfg.Owner, HostPort: a.dialer.HostPort, Log: a.log,
+		},
 	})
 	// Not in wg: etcd's Campaign resigns with the client's own context when
 	// ctx ends, which blocks while there is no quorum; Close ends that.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/backup"
+	"github.com/lifeline-dr/lifeline/internal/install"
 	"github.com/lifeline-dr/lifeline/postgres"
 )
 
@@ -34,6 +37,8 @@ type workloadRunner struct {
 	wake       chan struct{}
 	report     chan struct{}
 	configured string // the settings last written, to reload only on change
+	archive    map[string]string // archive settings for every role; restore_command for standbys
+	restoreCmd string
 
 	mu         sync.Mutex
 	primary    lifeline.PrimaryRecord
@@ -107,7 +112,70 @@ func (a *Agent) newWorkloadRunner(w *lifeline.Workload, nodeDir string) *workloa
 	return r
 }
 
+// prepareArchive writes the configuration that archive_command and
+// restore_command read and makes the region's repository writable by
+// PostgreSQL's OS user. Without it the server runs without archiving.
+func (r *workloadRunner) prepareArchive() error {
+	bin, err := install.Binary(r.a.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("install the binary for archive_command: %w", err)
+	}
+	url := backup.RepoURL(r.w, r.me.Region, r.a.cfg.DataDir)
+	if err := backup.PrepareFileRepo(url, r.w.Name, r.a.cfg.Owner); err != nil {
+		return err
+	}
+	key, err := backup.Key(r.w)
+	if err != nil {
+		return err
+	}
+	conf := filepath.Join(r.pg.Config().Dir, "archive.json")
+	if err := os.MkdirAll(r.pg.Config().Dir, 0o750); err != nil {
+		return err
+	}
+	if err := backup.WriteArchiveConfig(conf, backup.ArchiveConfig{URL: url, Workload: r.w.Name, Key: hex.EncodeToString(key)}, r.a.cfg.Owner); err != nil {
+		return err
+	}
+	if err := r.a.cfg.Owner.Chown(r.pg.Config().Dir); err != nil {
+		return err
+	}
+	r.archive = map[string]string{
+		"archive_mode":    "on",
+		"archive_command": fmt.Sprintf("%s wal-push --config %s %%p", bin, conf),
+		"archive_timeout": fmt.Sprintf("%ds", int(ArchiveTimeout(r.w).Seconds())),
+	}
+	r.restoreCmd = fmt.Sprintf("%s wal-fetch --standby --config %s %%f %%p", bin, conf)
+	return nil
+}
+
+// ArchiveTimeout bounds how old the newest archived WAL can be on a quiet
+// database: half the RPO, between 10s and 60s. It is what bounds the data
+// a backup-restore failover loses.
+func ArchiveTimeout(w *lifeline.Workload) time.Duration {
+	if w.Objectives.RPO <= 0 {
+		return time.Minute
+	}
+	return min(max(w.Objectives.RPO/2, 10*time.Second), time.Minute)
+}
+
+// settings adds archiving to a role's settings.
+func (r *workloadRunner) settings(s postgres.Settings) postgres.Settings {
+	if r.archive == nil {
+		return s
+	}
+	s.Extra = map[string]string{}
+	for k, v := range r.archive {
+		s.Extra[k] = v
+	}
+	if s.Upstream != nil {
+		s.Extra["restore_command"] = r.restoreCmd
+	}
+	return s
+}
+
 func (r *workloadRunner) run(ctx context.Context) {
+	if err := r.prepareArchive(); err != nil {
+		r.log.Error("WAL archiving is off", "err", err)
+	}
 	go r.watchPrimary(ctx)
 	go r.lease.hold(ctx)
 	go r.publishLoop(ctx)
@@ -289,7 +357,7 @@ func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.Prim
 			return err
 		}
 	}
-	settings := postgres.Settings{AppName: r.me.Slug(), SyncStandbyNames: r.syncNames(ctx)}
+	settings := r.settings(postgres.Settings{AppName: r.me.Slug(), SyncStandbyNames: r.syncNames(ctx)})
 	if r.pg.Running() && r.role() != lifeline.RolePrimary {
 		if err := r.promote(ctx, settings); err != nil {
 			return err
@@ -415,7 +483,7 @@ func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.
 	r.mu.Lock()
 	r.fenced = ""
 	r.mu.Unlock()
-	return r.apply(ctx, postgres.Settings{AppName: r.me.Slug(), Upstream: &up}, lifeline.RoleStandby)
+	return r.apply(ctx, r.settings(postgres.Settings{AppName: r.me.Slug(), Upstream: &up}), lifeline.RoleStandby)
 }
 
 // rejoin makes a former primary follow the new one: pg_rewind, or a fresh

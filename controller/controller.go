@@ -33,6 +33,8 @@ type Config struct {
 	// DialURL maps a URL of another site's etcd member to the address this
 	// node reaches it through.
 	DialURL func(url string) string
+	// Backups runs scheduled backups; nil runs none.
+	Backups *Backups
 	Logger  *slog.Logger
 }
 
@@ -118,6 +120,11 @@ func (c *Controller) lead(ctx context.Context, el *concurrency.Election) {
 		}
 	}
 
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.schedule(ctx)
+	}()
 	poke := make(chan struct{}, 1)
 	wg.Add(1)
 	go func() {

@@ -562,7 +562,11 @@ func (i *Instance) Ping(ctx context.Context) error {
 	return err
 }
 
-func quote(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }
+// quote renders a postgresql.conf string: the configuration parser reads
+// backslash escapes, so backslashes are doubled as well as quotes.
+func quote(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, "'", "''").Replace(v) + "'"
+}
 
 func connQuote(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"

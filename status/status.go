@@ -5,6 +5,7 @@ package status
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -40,7 +41,21 @@ type Workload struct {
 	// LeaseHolder is the node holding the primary lease ("" while none does).
 	LeaseHolder  string                   `json:"lease_holder"`
 	LastFailover *lifeline.FailoverRecord `json:"last_failover,omitempty"`
+	Backups      Backups                  `json:"backups"`
 	Nodes        []Node                   `json:"nodes"`
+}
+
+// Backups is the state of a workload's backups.
+type Backups struct {
+	Last   *lifeline.BackupRecord `json:"last,omitempty"`
+	Verify *lifeline.VerifyRecord `json:"verify,omitempty"`
+	Copies []Copy                 `json:"copies,omitempty"`
+}
+
+// Copy is one region's copy of the active region's repository.
+type Copy struct {
+	lifeline.CopyRecord
+	LagSeconds float64 `json:"lag_seconds"`
 }
 
 // Facts is what the control store holds about a workload.
@@ -49,6 +64,8 @@ type Facts struct {
 	Lease     *lifeline.LeaseRecord
 	Reports   map[string]lifeline.NodeStatus // by node
 	Failovers []lifeline.FailoverRecord
+	Backup    map[string]json.RawMessage // "last", "verify", "copy-<region>"
+	Now       time.Time
 }
 
 // Node is one node's database as its agent last reported it.
@@ -115,6 +132,10 @@ func Read(ctx context.Context, s *store.Store, workload string) (Facts, error) {
 		f.Failovers = append(f.Failovers, fo)
 	}
 	sort.Slice(f.Failovers, func(i, j int) bool { return f.Failovers[i].Started.Before(f.Failovers[j].Started) })
+	if f.Backup, err = store.List[json.RawMessage](ctx, s, s.Keys().BackupStatePrefix(workload)); err != nil {
+		return f, err
+	}
+	f.Now = time.Now()
 	return f, nil
 }
 
@@ -131,6 +152,31 @@ func Build(t *lifeline.Topology, w *lifeline.Workload, f Facts) Workload {
 	}
 	if n := len(f.Failovers); n > 0 {
 		out.LastFailover = &f.Failovers[n-1]
+	}
+	names := make([]string, 0, len(f.Backup))
+	for name := range f.Backup {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		raw := f.Backup[name]
+		switch {
+		case name == "last":
+			var r lifeline.BackupRecord
+			if json.Unmarshal(raw, &r) == nil {
+				out.Backups.Last = &r
+			}
+		case name == "verify":
+			var r lifeline.VerifyRecord
+			if json.Unmarshal(raw, &r) == nil {
+				out.Backups.Verify = &r
+			}
+		case strings.HasPrefix(name, "copy-"):
+			var r lifeline.CopyRecord
+			if json.Unmarshal(raw, &r) == nil {
+				out.Backups.Copies = append(out.Backups.Copies, Copy{CopyRecord: r, LagSeconds: math.Round(r.LagSeconds(f.Now)*10) / 10})
+			}
+		}
 	}
 	primary, _ := lifeline.ParseNodeID(rec.Node)
 	if r, err := t.Region(primary.Region); err == nil && rec.Node != "" {
@@ -191,6 +237,7 @@ func (r *Report) WriteTable(out io.Writer) error {
 			fmt.Fprintf(out, "last failover: %s -> %s at %s, %.1fs from lease loss to verified (%s)\n",
 				f.From, f.To, f.Started.Local().Format("2006-01-02 15:04:05"), f.Seconds, f.Kind)
 		}
+		writeBackups(out, w.Backups)
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NODE\tROLE\tHEALTHY\tADDRESS\tTL\tLSN\tLAG\tLAG(s)\tIN RPO\tPIDS (agent/pg)\tNOTE")
 		nodes := append([]Node(nil), w.Nodes...)
@@ -209,6 +256,32 @@ func (r *Report) WriteTable(out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+func writeBackups(out io.Writer, b Backups) {
+	switch l := b.Last; {
+	case l == nil:
+		fmt.Fprintln(out, "last backup: none yet")
+	case l.Error != "":
+		fmt.Fprintf(out, "last backup: FAILED at %s: %s\n", l.At.Local().Format("2006-01-02 15:04:05"), l.Error)
+	default:
+		fmt.Fprintf(out, "last backup: %s from %s into %s, %s in %.1fs\n", l.ID, l.Node, l.Region, bytes(l.Bytes), l.Seconds)
+	}
+	if v := b.Verify; v != nil {
+		verdict := "passed"
+		if !v.Passed {
+			verdict = "FAILED: " + v.Failure
+		}
+		fmt.Fprintf(out, "last verify: %s at %s (backup %s, restored and checked in %.1fs; RTO %.0fs)\n",
+			verdict, v.At.Local().Format("2006-01-02 15:04:05"), v.Backup, v.TotalSeconds, v.RTOSeconds)
+	}
+	for _, c := range b.Copies {
+		note := ""
+		if c.Error != "" {
+			note = " (" + c.Error + ")"
+		}
+		fmt.Fprintf(out, "backup copy %s -> %s: lag %.1fs, newest WAL %s%s\n", c.From, c.Region, c.LagSeconds, orDash(c.NewestWAL), note)
+	}
 }
 
 func rank(role string) int {

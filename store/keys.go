@@ -11,6 +11,9 @@ import "path"
 //	workloads/<w>/lease                    the primary's lease (fencing), under its lease
 //	workloads/<w>/lock                     the runbook lock (one runbook at a time)
 //	workloads/<w>/failovers/<id>           record of each failover
+//	workloads/<w>/backup/<name>            last backup, verification, copy per region
+//	workloads/<w>/controls/<region>        routing control (on/off) of a region; absent = on
+//	health/<target>/<vantage>              a vantage point's health-check result, under its lease
 //	runbooks/<id>                          runbook progress
 //	audit/<time>-<id>                      audit log entries
 //	election/controller                    controller leader election prefix
@@ -38,6 +41,12 @@ func (k Keys) Lock(w string) string { return k.workload(w) + "lock" }
 
 func (k Keys) FailoverPrefix(w string) string { return k.workload(w) + "failovers/" }
 
+// BackupState holds what the last backup, copy or verification did
+// (name: "last", "verify", "copy-<region>").
+func (k Keys) BackupState(w, name string) string { return k.workload(w) + "backup/" + name }
+
+func (k Keys) BackupStatePrefix(w string) string { return k.workload(w) + "backup/" }
+
 func (k Keys) RunbookPrefix() string { return k.root + "runbooks/" }
 
 func (k Keys) Runbook(id string) string { return k.RunbookPrefix() + id }
@@ -45,3 +54,15 @@ func (k Keys) Runbook(id string) string { return k.RunbookPrefix() + id }
 func (k Keys) AuditPrefix() string { return k.root + "audit/" }
 
 func (k Keys) Election(name string) string { return path.Join(k.root, "election", name) }
+
+// ControlPrefix is where a workload's routing controls live, one key per region.
+func (k Keys) ControlPrefix(w string) string { return k.workload(w) + "controls/" }
+
+// Control is the routing control of one region of a workload.
+func (k Keys) Control(w, region string) string { return k.ControlPrefix(w) + region }
+
+// HealthPrefix is where vantage points publish their health-check results.
+func (k Keys) HealthPrefix() string { return k.root + "health/" }
+
+// Health is one vantage point's latest result for one target.
+func (k Keys) Health(target, vantage string) string { return k.HealthPrefix() + target + "/" + vantage }
