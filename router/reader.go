@@ -1,0 +1,306 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/store"
+)
+
+// ReadChoice is where a workload's read-only connections go.
+type ReadChoice struct {
+	// Node and Addr (host:port) of the target; empty when there is none
+	// (no primary known).
+	Node string
+	Addr string
+	// Standby is false when the target is the primary (no standby is fit).
+	Standby bool
+	// Fit are the addresses of every fit standby, nearest first: a
+	// connection already open to one of them may stay.
+	Fit []string
+}
+
+// PickReader chooses where read-only connections go: the nearest fit
+// standby, else the primary. Nearest means in the home region (where this
+// router runs) first, then the other regions in spec order, zones in spec
+// order inside a region. A standby is fit when its agent reports it
+// healthy, running, in recovery, streaming and not fenced, and the
+// primary's report shows it connected with a replay lag within the
+// workload's RPO (with an RPO of 0: no lag at all, in seconds or bytes).
+// A standby the primary does not report on (the primary is down, or the
+// standby is disconnected) has an unknown lag and is not fit. PickReader
+// is pure.
+func PickReader(t *lifeline.Topology, w *lifeline.Workload, home string, primary lifeline.PrimaryRecord, reports map[string]lifeline.NodeStatus) ReadChoice {
+	var out ReadChoice
+	replicas := map[string]lifeline.ReplicaStatus{}
+	if p, ok := reports[primary.Node]; ok && primary.Node != "" {
+		for _, r := range p.Replicas {
+			replicas[r.Name] = r
+		}
+	}
+	nodes := t.DatabaseNodes(w)
+	ordered := make([]lifeline.NodeID, 0, len(nodes))
+	for _, id := range nodes {
+		if id.Region == home {
+			ordered = append(ordered, id)
+		}
+	}
+	for _, id := range nodes {
+		if id.Region != home {
+			ordered = append(ordered, id)
+		}
+	}
+	for _, id := range ordered {
+		if id.String() == primary.Node {
+			continue
+		}
+		st, ok := reports[id.String()]
+		if !ok || !st.Healthy || !st.Running || !st.InRecovery || !st.Streaming || st.Fenced {
+			continue
+		}
+		r, ok := replicas[id.Slug()]
+		if !ok || !r.Connected || !withinRPO(r, w.Objectives.RPO) {
+			continue
+		}
+		addr := net.JoinHostPort(t.Address(id), strconv.Itoa(w.Database.Port))
+		if out.Addr == "" {
+			out.Node, out.Addr, out.Standby = id.String(), addr, true
+		}
+		out.Fit = append(out.Fit, addr)
+	}
+	if out.Addr == "" && primary.Node != "" {
+		if id, err := lifeline.ParseNodeID(primary.Node); err == nil && t.Address(id) != "" {
+			out.Node = primary.Node
+			out.Addr = net.JoinHostPort(t.Address(id), strconv.Itoa(w.Database.Port))
+		}
+	}
+	return out
+}
+
+func withinRPO(r lifeline.ReplicaStatus, rpo time.Duration) bool {
+	if rpo <= 0 {
+		return r.ReplayLag == 0 && r.LagBytes == 0
+	}
+	return r.ReplayLag >= 0 && r.ReplayLag <= rpo.Seconds()
+}
+
+// Reader is a workload's reader endpoint: a TCP address that leads to the
+// nearest standby whose replication lag is within the workload's RPO, or
+// to the primary when no standby is. It re-reads the agents' reports every
+// Refresh; a connection to a standby that stops being fit (it fell behind,
+// or stopped streaming) is closed, so no client keeps reading data older
+// than the RPO for longer than Refresh plus the agents' report interval.
+type Reader struct {
+	t      *lifeline.Topology
+	w      *lifeline.Workload
+	s      *store.Store
+	listen string
+	home   string
+	log    *slog.Logger
+	// Refresh is how often the reports are read. Default: the topology's
+	// check interval, the rate at which agents report.
+	Refresh time.Duration
+	// Wait is how long a new connection waits for a target when there is
+	// none (no primary known) before it is closed.
+	Wait time.Duration
+
+	mu      sync.Mutex
+	choice  ReadChoice
+	changed chan struct{} // closed and replaced on every target change
+	conns   map[net.Conn]string
+}
+
+// NewReader returns the reader endpoint of a workload listening on listen,
+// preferring standbys in the home region.
+func NewReader(t *lifeline.Topology, w *lifeline.Workload, s *store.Store, listen, home string, log *slog.Logger) *Reader {
+	refresh := t.Control.CheckInterval
+	if refresh <= 0 {
+		refresh = 500 * time.Millisecond
+	}
+	return &Reader{
+		t: t, w: w, s: s, listen: listen, home: home, log: log.With("reader", w.Name),
+		Refresh: refresh, Wait: 30 * time.Second,
+		changed: make(chan struct{}),
+		conns:   map[net.Conn]string{},
+	}
+}
+
+// Target is where new connections go now ("" when nowhere).
+func (rd *Reader) Target() string {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	return rd.choice.Addr
+}
+
+// Run serves until ctx ends.
+func (rd *Reader) Run(ctx context.Context) error {
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", rd.listen)
+	if err != nil {
+		return fmt.Errorf("reader endpoint of %s: %w", rd.w.Name, err)
+	}
+	rd.log.Info("reader endpoint listening", "addr", l.Addr().String(), "home", rd.home)
+	go rd.follow(ctx)
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				rd.closeAll()
+				return nil
+			}
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rd.serve(ctx, c)
+		}()
+	}
+}
+
+// follow re-reads the primary record and the reports every Refresh.
+func (rd *Reader) follow(ctx context.Context) {
+	tick := time.NewTicker(rd.Refresh)
+	defer tick.Stop()
+	for {
+		if err := rd.refresh(ctx); err != nil && ctx.Err() == nil {
+			rd.log.Debug("reader refresh", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (rd *Reader) refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, max(rd.Refresh, time.Second))
+	defer cancel()
+	// Serializable reads: a slightly stale view only delays a switch by
+	// one refresh, and the reader keeps working from a member cut off
+	// from the quorum.
+	primary, _, _, err := rd.s.Primary(ctx, rd.w.Name, clientv3.WithSerializable())
+	if err != nil {
+		return err
+	}
+	reports, err := rd.s.Statuses(ctx, rd.w.Name, clientv3.WithSerializable())
+	if err != nil {
+		return err
+	}
+	byNode := make(map[string]lifeline.NodeStatus, len(reports))
+	for _, r := range reports {
+		byNode[r.Node] = r
+	}
+	rd.retarget(PickReader(rd.t, rd.w, rd.home, primary, byNode))
+	return nil
+}
+
+// retarget switches new connections to the choice and closes the open
+// ones whose target is neither the choice nor a fit standby.
+func (rd *Reader) retarget(c ReadChoice) {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	old := rd.choice.Addr
+	rd.choice = c
+	for conn, to := range rd.conns {
+		if !rd.fit(to) {
+			conn.Close()
+		}
+	}
+	if c.Addr == old {
+		return
+	}
+	rd.log.Info("reader target changed", "from", old, "to", c.Addr, "node", c.Node, "standby", c.Standby)
+	close(rd.changed)
+	rd.changed = make(chan struct{})
+}
+
+// fit reports whether addr may be read from now; rd.mu is held.
+func (rd *Reader) fit(addr string) bool {
+	if addr == rd.choice.Addr {
+		return true
+	}
+	for _, a := range rd.choice.Fit {
+		if a == addr {
+			return true
+		}
+	}
+	return false
+}
+
+func (rd *Reader) closeAll() {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	for c := range rd.conns {
+		c.Close()
+	}
+}
+
+// current returns the target, waiting up to Wait for one to appear.
+func (rd *Reader) current(ctx context.Context) string {
+	deadline := time.NewTimer(rd.Wait)
+	defer deadline.Stop()
+	for {
+		rd.mu.Lock()
+		target, changed := rd.choice.Addr, rd.changed
+		rd.mu.Unlock()
+		if target != "" {
+			return target
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return ""
+		case <-ctx.Done():
+			return ""
+		}
+	}
+}
+
+func (rd *Reader) serve(ctx context.Context, client net.Conn) {
+	defer client.Close()
+	target := rd.current(ctx)
+	if target == "" {
+		return
+	}
+	server, err := net.DialTimeout("tcp", target, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer server.Close()
+	rd.mu.Lock()
+	if !rd.fit(target) {
+		rd.mu.Unlock()
+		return // the target became unfit while we dialed
+	}
+	rd.conns[client] = target
+	rd.conns[server] = target
+	rd.mu.Unlock()
+	defer func() {
+		rd.mu.Lock()
+		delete(rd.conns, client)
+		delete(rd.conns, server)
+		rd.mu.Unlock()
+	}()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(server, client); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(client, server); done <- struct{}{} }()
+	<-done
+}
