@@ -11,6 +11,7 @@ import "path"
 //	workloads/<w>/lease                    the primary's lease (fencing), under its lease
 //	workloads/<w>/lock                     the runbook lock (one runbook at a time)
 //	workloads/<w>/failovers/<id>           record of each failover
+//	workloads/<w>/backup/<name>            last backup, verification, copy per region
 //	workloads/<w>/controls/<region>        routing control (on/off) of a region; absent = on
 //	health/<target>/<vantage>              a vantage point's health-check result, under its lease
 //	runbooks/<id>                          runbook progress
@@ -39,6 +40,12 @@ func (k Keys) Lease(w string) string { return k.workload(w) + "lease" }
 func (k Keys) Lock(w string) string { return k.workload(w) + "lock" }
 
 func (k Keys) FailoverPrefix(w string) string { return k.workload(w) + "failovers/" }
+
+// BackupState holds what the last backup, copy or verification did
+// (name: "last", "verify", "copy-<region>").
+func (k Keys) BackupState(w, name string) string { return k.workload(w) + "backup/" + name }
+
+func (k Keys) BackupStatePrefix(w string) string { return k.workload(w) + "backup/" }
 
 func (k Keys) RunbookPrefix() string { return k.root + "runbooks/" }
 
