@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -223,6 +224,7 @@ type loadSummary struct {
 func startRig(b *testing.B, addrs ...string) *rig {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchHelper$", "-test.v=false")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join(addrs, ","), "GOMAXPROCS="+strconv.Itoa(runtime.NumCPU()))
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -338,6 +340,7 @@ backend be
 		b.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-f", path, "-db")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // even if the benchmark panics
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
