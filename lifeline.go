@@ -119,7 +119,27 @@ type Topology struct {
 
 // Router is where the workloads' entry points listen.
 type Router struct {
+	// Address holds the global entry points: DNS, the global HTTP front
+	// door, and each workload's writer and reader endpoints.
 	Address string
+	// DNSPort and HTTPPort of the entry points; each region's own HTTP
+	// front door listens on the region's Entry address at HTTPPort.
+	DNSPort  int
+	HTTPPort int
+	Health   HealthChecks
+}
+
+// HealthChecks tune the checks that vantage points (one per site) make of
+// every service instance, regional entry point and database.
+type HealthChecks struct {
+	Interval time.Duration
+	Timeout  time.Duration
+	// Fails and Passes are the consecutive results a vantage point needs
+	// to report a target down or up again; Quorum how many vantage points
+	// must agree (a majority of the live ones is needed in any case).
+	Fails  int
+	Passes int
+	Quorum int
 }
 
 // Control configures the control store and the timing of leases.
@@ -144,6 +164,9 @@ func (c Control) Embedded() bool { return len(c.Endpoints) == 0 }
 type Region struct {
 	Name  string
 	Zones []Zone
+	// Entry is the address of the region's HTTP front door (its load
+	// balancer); the first zone's address by default.
+	Entry string
 }
 
 // Zone is one node's place inside a region.
@@ -232,8 +255,29 @@ type Routing struct {
 	Hostname string
 	Policy   string
 	TTL      time.Duration
-	// WriterPort is the writer endpoint's port on the router's address.
+	// WriterPort and ReaderPort are the writer and reader endpoints' ports
+	// on the router's address.
 	WriterPort int
+	ReaderPort int
+	// Weights per region, for the weighted policy (absent regions weigh 1).
+	Weights map[string]int
+	// Latency maps client subnets to their round-trip time to each region,
+	// for the latency policy; Geo maps client subnets to a region, for the
+	// geolocation policy.
+	Latency []LatencyRule
+	Geo     []GeoRule
+}
+
+// LatencyRule is the measured distance from a client subnet to each region.
+type LatencyRule struct {
+	Subnet string
+	RTT    map[string]time.Duration
+}
+
+// GeoRule sends a client subnet to a region.
+type GeoRule struct {
+	Subnet string
+	Region string
 }
 
 // Secret is a reference to a secret: "env:NAME" or "file:PATH". The value is

@@ -20,6 +20,7 @@ import (
 	"github.com/lifeline-dr/lifeline/compute"
 	"github.com/lifeline-dr/lifeline/controller"
 	"github.com/lifeline-dr/lifeline/postgres"
+	"github.com/lifeline-dr/lifeline/router"
 	"github.com/lifeline-dr/lifeline/store"
 	"github.com/lifeline-dr/lifeline/wan"
 )
@@ -76,7 +77,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if site, ok := t.SiteOf(a.cfg.Node); ok && t.Control.Embedded() {
+	site, hostsSite := t.SiteOf(a.cfg.Node)
+	if hostsSite && t.Control.Embedded() {
 		m, err := StartMember(ctx, t, site, filepath.Join(dir, "etcd"))
 		if err != nil {
 			return err
@@ -131,6 +133,16 @@ func (a *Agent) Run(ctx context.Context) error {
 			T: t, S: s, DataDir: a.cfg.DataDir, PGBin: a.cfg.PGBin, Owner: a.cfg.Owner, HostPort: a.dialer.HostPort, Log: a.log,
 		},
 	})
+	if hostsSite {
+		// A site is a vantage point of the health checks.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := router.RunChecker(ctx, t, s, site.Name, a.log); err != nil && ctx.Err() == nil {
+				a.log.Error("health checker", "err", err)
+			}
+		}()
+	}
 	// Not in wg: etcd's Campaign resigns with the client's own context when
 	// ctx ends, which blocks while there is no quorum; Close ends that.
 	ctlDone := make(chan struct{})

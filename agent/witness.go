@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
+	"strconv"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/router"
+	"github.com/lifeline-dr/lifeline/store"
 )
 
 // RunWitness runs the witness site's etcd member until ctx ends. The witness
@@ -31,6 +35,22 @@ func RunWitness(ctx context.Context, t *lifeline.Topology, dataDir string, log *
 	}
 	defer m.Close()
 	log.Info("witness running", "address", site.Address)
+	// The witness is a vantage point of the health checks too.
+	s, err := store.Connect([]string{"http://" + net.JoinHostPort(site.Address, strconv.Itoa(t.Control.ClientPort))}, t.Name)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := router.RunChecker(cctx, t, s, site.Name, log); err != nil && cctx.Err() == nil {
+			log.Error("health checker", "err", err)
+		}
+	}()
+	defer func() { cancel(); <-done }()
 	select {
 	case <-ctx.Done():
 		return nil

@@ -1,35 +1,315 @@
-// Package router is where clients enter: for now each workload's writer
-// endpoint, a TCP address that always leads to the current primary and
-// never to a fenced or demoted one. It follows the control store by watch.
+// Package router is where clients enter a workload: authoritative DNS for
+// its hostname, a global HTTP entry point that applies the routing policy,
+// an HTTP front door per region over the region's healthy service
+// instances, and TCP endpoints for PostgreSQL (the writer always leads to
+// the current primary, never to a fenced or demoted one; the reader to the
+// nearest standby within the RPO). It follows the control store by watch:
+// the primary record and lease, the health verdicts of the vantage points
+// (health.go), and the routing controls (controls.go).
 package router
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
 	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/compute"
 	"github.com/lifeline-dr/lifeline/store"
 )
 
-// Run serves every workload's endpoints until ctx ends.
-func Run(ctx context.Context, t *lifeline.Topology, s *store.Store, log *slog.Logger) error {
+// Options configure a router process.
+type Options struct {
+	// Home is the region the router sits in: the reader endpoint prefers
+	// its standbys. Default: each workload's active region.
+	Home string
+}
+
+// Endpoints are a workload's entry points as `status` shows them.
+type Endpoints struct {
+	DNS    string `json:"dns"`
+	HTTP   string `json:"http"`
+	Writer string `json:"writer"`
+	Reader string `json:"reader"`
+}
+
+// EndpointsOf is where a workload's entry points listen.
+func EndpointsOf(t *lifeline.Topology, w *lifeline.Workload) Endpoints {
+	host := t.Router.Address
+	return Endpoints{
+		DNS:    net.JoinHostPort(host, strconv.Itoa(t.Router.DNSPort)),
+		HTTP:   net.JoinHostPort(host, strconv.Itoa(t.Router.HTTPPort)),
+		Writer: WriterAddress(t, w),
+		Reader: net.JoinHostPort(host, strconv.Itoa(w.Routing.ReaderPort)),
+	}
+}
+
+// RegionalAddress is where a region's HTTP front door for a workload
+// listens: the region's entry address, at the HTTP port plus the workload's
+// index (one front door per workload and region).
+func RegionalAddress(t *lifeline.Topology, w *lifeline.Workload, region *lifeline.Region) string {
+	port := t.Router.HTTPPort
+	for i := range t.Workloads {
+		if t.Workloads[i].Name == w.Name {
+			port += i
+		}
+	}
+	return net.JoinHostPort(region.Entry, strconv.Itoa(port))
+}
+
+// HealthSettingsOf turns the spec's health-check settings into the checks'.
+func HealthSettingsOf(t *lifeline.Topology) HealthSettings {
+	h := t.Router.Health
+	return HealthSettings{Interval: h.Interval, Timeout: h.Timeout, Fails: h.Fails, Passes: h.Passes, Quorum: h.Quorum}.WithDefaults()
+}
+
+// Run serves every workload's entry points until ctx ends.
+func Run(ctx context.Context, t *lifeline.Topology, s *store.Store, opts Options, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, len(t.Workloads))
+	r := &router{t: t, s: s, log: log, table: NewRouteTable(), regional: map[string]*Regional{}, health: HealthSettingsOf(t)}
+	r.monitor = NewMonitor(s, r.health, log)
+
 	var wg sync.WaitGroup
-	for i := range t.Workloads {
-		wr := NewWriter(t, &t.Workloads[i], s, log)
+	errs := make(chan error, 8+4*len(t.Workloads))
+	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := wr.Run(ctx); err != nil {
-				errs <- err
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
 				cancel()
 			}
 		}()
 	}
+	fd := FrontDoorSettings{}
+	for i := range t.Workloads {
+		w := &t.Workloads[i]
+		wr := NewWriter(t, w, s, log)
+		run("writer of "+w.Name, wr.Run)
+		home := opts.Home
+		if home == "" {
+			home = w.Active
+		}
+		rd := NewReader(t, w, s, EndpointsOf(t, w).Reader, home, log)
+		run("reader of "+w.Name, rd.Run)
+		for j := range t.Regions {
+			region := &t.Regions[j]
+			cfg := fd
+			cfg.Addr = RegionalAddress(t, w, region)
+			cfg.TrustForwarded = true
+			reg := NewRegional(region.Name, cfg, log)
+			r.regional[w.Name+"/"+region.Name] = reg
+			run("front door of "+w.Name+" in "+region.Name, runDoor(reg.door))
+		}
+	}
+	r.rebuild(ctx)
+	global := NewGlobal(r.table, FrontDoorSettings{Addr: net.JoinHostPort(t.Router.Address, strconv.Itoa(t.Router.HTTPPort))}, log)
+	run("global front door", runDoor(global.door))
+	dns := NewDNS(r.table, DNSSettings{Addr: net.JoinHostPort(t.Router.Address, strconv.Itoa(t.Router.DNSPort))}, log)
+	run("dns", func(ctx context.Context) error {
+		if err := dns.Listen(); err != nil {
+			return err
+		}
+		return dns.Run(ctx)
+	})
+	r.monitor.OnChange = func(map[string]Verdict) { r.rebuildSoon() }
+	r.kick = make(chan struct{}, 1)
+	run("health monitor", r.monitor.Run)
+	run("routes", r.follow)
+	log.Info("router serving", "dns", dns.Addr(), "http", global.Addr())
 	wg.Wait()
 	close(errs)
-	return <-errs
+	return errors.Join(drain(errs)...)
+}
+
+func drain(errs <-chan error) []error {
+	var out []error
+	for err := range errs {
+		out = append(out, err)
+	}
+	return out
+}
+
+func runDoor(d *door) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := d.Listen(); err != nil {
+			return err
+		}
+		return d.Run(ctx)
+	}
+}
+
+type router struct {
+	t        *lifeline.Topology
+	s        *store.Store
+	log      *slog.Logger
+	table    *RouteTable
+	monitor  *Monitor
+	health   HealthSettings
+	regional map[string]*Regional // by workload/region
+	kick     chan struct{}
+}
+
+func (r *router) rebuildSoon() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// follow rebuilds the routes when a verdict changes and every check
+// interval (primary records and routing controls change rarely; a poll of
+// both is one read).
+func (r *router) follow(ctx context.Context) error {
+	tick := time.NewTicker(r.t.Control.CheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-r.kick:
+		}
+		r.rebuild(ctx)
+	}
+}
+
+// rebuild computes every workload's route and each regional front door's
+// instances from the primary records, the routing controls and the health
+// verdicts.
+func (r *router) rebuild(ctx context.Context) {
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	controls, err := Show(qctx, r.s, r.t)
+	if err != nil {
+		return
+	}
+	on := map[string]bool{}
+	for _, c := range controls {
+		on[c.Workload+"/"+c.Region] = c.On
+	}
+	var routes []Route
+	for i := range r.t.Workloads {
+		w := &r.t.Workloads[i]
+		active := w.Active
+		if rec, _, found, err := r.s.Primary(qctx, w.Name, clientv3.WithSerializable()); err == nil && found {
+			if id, err := lifeline.ParseNodeID(rec.Node); err == nil {
+				active = id.Region
+			}
+		}
+		plan := compute.Plan(r.t, w, active)
+		route := Route{Workload: w.Name, Hostname: w.Routing.Hostname, TTL: w.Routing.TTL, Policy: policyOf(w), Active: active}
+		for j := range r.t.Regions {
+			region := &r.t.Regions[j]
+			var healthy []string
+			for _, inst := range plan {
+				if inst.Node.Region == region.Name && r.monitor.Up(InstanceTarget(inst)) {
+					healthy = append(healthy, inst.Addr)
+				}
+			}
+			r.regional[w.Name+"/"+region.Name].SetInstances(healthy)
+			weight := 1
+			if n, ok := w.Routing.Weights[region.Name]; ok {
+				weight = n
+			}
+			addr, _ := netip.ParseAddr(region.Entry)
+			route.Regions = append(route.Regions, RegionState{
+				Name: region.Name, Addrs: []netip.Addr{addr}, Entry: RegionalAddress(r.t, w, region),
+				Healthy: r.monitor.Up(EntryTarget(w.Name, region.Name)), On: on[w.Name+"/"+region.Name], Weight: weight,
+			})
+		}
+		if route.Hostname != "" {
+			routes = append(routes, route)
+		}
+	}
+	r.table.Update(routes)
+}
+
+func policyOf(w *lifeline.Workload) Policy {
+	p := Policy{Kind: PolicyKind(w.Routing.Policy)}
+	for _, l := range w.Routing.Latency {
+		if prefix, err := netip.ParsePrefix(l.Subnet); err == nil {
+			p.Latency = append(p.Latency, LatencyRule{Subnet: prefix, RTT: l.RTT})
+		}
+	}
+	for _, g := range w.Routing.Geo {
+		if prefix, err := netip.ParsePrefix(g.Subnet); err == nil {
+			p.Geo = append(p.Geo, GeoRule{Subnet: prefix, Region: g.Region})
+		}
+	}
+	return p
+}
+
+// EntryTarget names a region's front door of a workload among the health targets.
+func EntryTarget(workload, region string) string { return workload + "/" + region + "/entry" }
+
+// InstanceTarget names a service instance among the health targets.
+func InstanceTarget(i compute.Instance) string { return i.Name() }
+
+// Targets is what every vantage point checks while each workload's
+// primary is in active[workload]: the regional front doors, the service
+// instances, and the databases.
+func Targets(t *lifeline.Topology, active map[string]string) []Target {
+	var out []Target
+	for i := range t.Workloads {
+		w := &t.Workloads[i]
+		for j := range t.Regions {
+			out = append(out, Target{Name: EntryTarget(w.Name, t.Regions[j].Name), Kind: CheckHTTP,
+				Address: RegionalAddress(t, w, &t.Regions[j]), Path: DefaultHealthPath})
+		}
+		a := active[w.Name]
+		if a == "" {
+			a = w.Active
+		}
+		for _, inst := range compute.Plan(t, w, a) {
+			out = append(out, Target{Name: InstanceTarget(inst), Kind: CheckHTTP, Address: inst.Addr, Path: inst.Health})
+		}
+		for _, id := range t.DatabaseNodes(w) {
+			out = append(out, Target{Name: w.Name + "/" + id.String() + "/postgres", Kind: CheckTCP,
+				Address: net.JoinHostPort(t.Address(id), strconv.Itoa(w.Database.Port))})
+		}
+	}
+	return out
+}
+
+// RunChecker runs one vantage point (a site: a region's first node, or the
+// witness) until ctx ends, following where each workload's primary is.
+func RunChecker(ctx context.Context, t *lifeline.Topology, s *store.Store, vantage string, log *slog.Logger) error {
+	c := NewChecker(s, vantage, HealthSettingsOf(t), log)
+	update := func() {
+		active := map[string]string{}
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		for i := range t.Workloads {
+			if rec, _, found, err := s.Primary(qctx, t.Workloads[i].Name, clientv3.WithSerializable()); err == nil && found {
+				if id, err := lifeline.ParseNodeID(rec.Node); err == nil {
+					active[t.Workloads[i].Name] = id.Region
+				}
+			}
+		}
+		c.SetTargets(Targets(t, active))
+	}
+	update()
+	go func() {
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				update()
+			}
+		}
+	}()
+	return c.Run(ctx)
 }

@@ -27,6 +27,10 @@ const (
 	DefaultFull       = 24 * time.Hour
 	DefaultRetention  = 7 * 24 * time.Hour
 	DefaultTTL        = 5 * time.Second
+	// DefaultDNSPort is not 53: binding it needs root, and `up` must run
+	// for any user. Query with dig -p 5353.
+	DefaultDNSPort  = 5353
+	DefaultHTTPPort = 8000
 )
 
 // Default fills every value the spec left out.
@@ -58,6 +62,18 @@ func Default(t *lifeline.Topology) {
 			t.Router.Address = t.Witness.Address
 		default:
 			t.Router.Address = "127.0.0.1"
+		}
+	}
+	if t.Router.DNSPort == 0 {
+		t.Router.DNSPort = DefaultDNSPort
+	}
+	if t.Router.HTTPPort == 0 {
+		t.Router.HTTPPort = DefaultHTTPPort
+	}
+	// Health-check defaults live with the checks (router.HealthSettings).
+	for i := range t.Regions {
+		if r := &t.Regions[i]; r.Entry == "" && len(r.Zones) > 0 {
+			r.Entry = r.Zones[0].Address
 		}
 	}
 	for i := range t.Workloads {
@@ -122,6 +138,9 @@ func Default(t *lifeline.Topology) {
 		}
 		if rt.WriterPort == 0 {
 			rt.WriterPort = w.Database.Port
+		}
+		if rt.ReaderPort == 0 {
+			rt.ReaderPort = rt.WriterPort + 1
 		}
 	}
 }

@@ -93,9 +93,10 @@ func Parse(file string, data []byte) (*lifeline.Topology, error) {
 }
 
 type parser struct {
-	file  string
-	lines map[string]int // path → line of its value ("regions[0].zones[1].address")
-	errs  Errors
+	file    string
+	lines   map[string]int // path → line of its value ("regions[0].zones[1].address")
+	errs    Errors
+	regions map[string]bool // declared regions, once validate has seen them
 }
 
 func (p *parser) add(line int, format string, args ...any) {
@@ -192,6 +193,7 @@ var sections = map[string]any{
 	"linkSpec": linkSpec{}, "workloadSpec": workloadSpec{}, "objectivesSpec": objectivesSpec{},
 	"databaseSpec": databaseSpec{}, "backupsSpec": backupsSpec{}, "serviceSpec": serviceSpec{},
 	"replicasSpec": replicasSpec{}, "routingSpec": routingSpec{}, "routerSpec": routerSpec{},
+	"healthSpec": healthSpec{}, "latencySpec": latencySpec{}, "geoSpec": geoSpec{},
 }
 
 func sectionName(typeName string) string {
@@ -298,7 +300,18 @@ type fileSpec struct {
 }
 
 type routerSpec struct {
-	Address string `yaml:"address"`
+	Address  string     `yaml:"address"`
+	DNSPort  int        `yaml:"dns-port"`
+	HTTPPort int        `yaml:"http-port"`
+	Health   healthSpec `yaml:"health"`
+}
+
+type healthSpec struct {
+	Interval duration `yaml:"interval"`
+	Timeout  duration `yaml:"timeout"`
+	Fails    int      `yaml:"fails"`
+	Passes   int      `yaml:"passes"`
+	Quorum   int      `yaml:"quorum"`
 }
 
 type controlSpec struct {
@@ -312,6 +325,7 @@ type controlSpec struct {
 type regionSpec struct {
 	Name  string     `yaml:"name"`
 	Zones []zoneSpec `yaml:"zones"`
+	Entry string     `yaml:"entry"`
 }
 
 type zoneSpec struct {
@@ -379,10 +393,24 @@ type replicasSpec struct {
 }
 
 type routingSpec struct {
-	Hostname   string   `yaml:"hostname"`
-	Policy     string   `yaml:"policy"`
-	TTL        duration `yaml:"ttl"`
-	WriterPort int      `yaml:"writer-port"`
+	Hostname    string         `yaml:"hostname"`
+	Policy      string         `yaml:"policy"`
+	TTL         duration       `yaml:"ttl"`
+	WriterPort  int            `yaml:"writer-port"`
+	ReaderPort  int            `yaml:"reader-port"`
+	Weights     map[string]int `yaml:"weights"`
+	Latency     []latencySpec  `yaml:"latency"`
+	Geolocation []geoSpec      `yaml:"geolocation"`
+}
+
+type latencySpec struct {
+	Subnet string              `yaml:"subnet"`
+	RTT    map[string]duration `yaml:"rtt"`
+}
+
+type geoSpec struct {
+	Subnet string `yaml:"subnet"`
+	Region string `yaml:"region"`
 }
 
 // build converts the file's shape to domain types. Values that need a
@@ -398,11 +426,13 @@ func (p *parser) build(f *fileSpec) *lifeline.Topology {
 			LeaseTTL:      f.Control.LeaseTTL.Duration,
 			CheckInterval: f.Control.CheckInterval.Duration,
 		},
-		Links:  lifeline.Links{CrossRegion: lifeline.Link{Latency: f.Links.CrossRegion.Latency.Duration}},
-		Router: lifeline.Router{Address: f.Router.Address},
+		Links: lifeline.Links{CrossRegion: lifeline.Link{Latency: f.Links.CrossRegion.Latency.Duration}},
+		Router: lifeline.Router{Address: f.Router.Address, DNSPort: f.Router.DNSPort, HTTPPort: f.Router.HTTPPort,
+			Health: lifeline.HealthChecks{Interval: f.Router.Health.Interval.Duration, Timeout: f.Router.Health.Timeout.Duration,
+				Fails: f.Router.Health.Fails, Passes: f.Router.Health.Passes, Quorum: f.Router.Health.Quorum}},
 	}
 	for _, r := range f.Regions {
-		region := lifeline.Region{Name: r.Name}
+		region := lifeline.Region{Name: r.Name, Entry: r.Entry}
 		for _, z := range r.Zones {
 			region.Zones = append(region.Zones, lifeline.Zone{Name: z.Name, Address: z.Address})
 		}
@@ -432,7 +462,18 @@ func (p *parser) build(f *fileSpec) *lifeline.Topology {
 				Full:       w.Backups.Full.Duration,
 				Key:        lifeline.Secret(w.Backups.Key),
 			},
-			Routing: lifeline.Routing{Hostname: w.Routing.Hostname, Policy: w.Routing.Policy, TTL: w.Routing.TTL.Duration, WriterPort: w.Routing.WriterPort},
+			Routing: lifeline.Routing{Hostname: w.Routing.Hostname, Policy: w.Routing.Policy, TTL: w.Routing.TTL.Duration,
+				WriterPort: w.Routing.WriterPort, ReaderPort: w.Routing.ReaderPort, Weights: w.Routing.Weights},
+		}
+		for _, l := range w.Routing.Latency {
+			rule := lifeline.LatencyRule{Subnet: l.Subnet, RTT: map[string]time.Duration{}}
+			for r, d := range l.RTT {
+				rule.RTT[r] = d.Duration
+			}
+			wl.Routing.Latency = append(wl.Routing.Latency, rule)
+		}
+		for _, g := range w.Routing.Geolocation {
+			wl.Routing.Geo = append(wl.Routing.Geo, lifeline.GeoRule{Subnet: g.Subnet, Region: g.Region})
 		}
 		if w.Database.Sync != nil {
 			wl.Database.Sync = *w.Database.Sync
@@ -508,6 +549,7 @@ func (p *parser) validate(t *lifeline.Topology) {
 	}
 	addrs := map[string]string{}
 	regions := map[string]bool{}
+	p.regions = regions
 	for i, r := range t.Regions {
 		rp := fmt.Sprintf("regions[%d]", i)
 		p.checkName(rp+".name", "region name", r.Name)
@@ -534,6 +576,20 @@ func (p *parser) validate(t *lifeline.Topology) {
 	}
 	if a := t.Router.Address; a != "" && (t.Witness == nil || a != t.Witness.Address) {
 		p.checkAddress("router.address", t.Mode, a, "the router", addrs)
+	}
+	p.checkPort("router.dns-port", t.Router.DNSPort)
+	p.checkPort("router.http-port", t.Router.HTTPPort)
+	if h := t.Router.Health; h.Timeout > h.Interval {
+		p.at("router.health.timeout", "router.health.timeout %s must not exceed the interval %s", h.Timeout, h.Interval)
+	}
+	for i, r := range t.Regions {
+		if r.Entry == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(r.Entry)
+		if err != nil || (t.Mode == lifeline.ModeLocal && !ip.IsLoopback()) {
+			p.at(fmt.Sprintf("regions[%d].entry", i), "region %q: entry %q must be an IP address (on loopback in a local topology)", r.Name, r.Entry)
+		}
 	}
 	if t.Control.Embedded() && len(t.Sites()) == 2 {
 		p.at("regions", "embedded etcd needs an odd number of sites to keep a quorum when one is lost: add a witness (witness: {address: ...}) or a third region")
@@ -696,6 +752,38 @@ func (p *parser) checkServices(wp string, w *lifeline.Workload) {
 
 func (p *parser) checkRouting(path string, w *lifeline.Workload) {
 	r := &w.Routing
+	p.checkPort(path+".reader-port", r.ReaderPort)
+	if r.ReaderPort == r.WriterPort {
+		p.at(path+".reader-port", "routing reader-port %d is the writer-port too", r.ReaderPort)
+	}
+	for region, weight := range r.Weights {
+		if !p.regions[region] {
+			p.at(path+".weights", "routing weights: region %q is not declared", region)
+		}
+		if weight < 0 {
+			p.at(path+".weights", "routing weights: %s weighs %d; weights are 0 or more", region, weight)
+		}
+	}
+	for i, l := range r.Latency {
+		lp := fmt.Sprintf("%s.latency[%d]", path, i)
+		if _, err := netip.ParsePrefix(l.Subnet); err != nil {
+			p.at(lp+".subnet", "routing latency subnet %q: want a CIDR such as 10.1.0.0/16", l.Subnet)
+		}
+		for region := range l.RTT {
+			if !p.regions[region] {
+				p.at(lp+".rtt", "routing latency: region %q is not declared", region)
+			}
+		}
+	}
+	for i, g := range r.Geo {
+		gp := fmt.Sprintf("%s.geolocation[%d]", path, i)
+		if _, err := netip.ParsePrefix(g.Subnet); err != nil {
+			p.at(gp+".subnet", "routing geolocation subnet %q: want a CIDR such as 10.1.0.0/16", g.Subnet)
+		}
+		if !p.regions[g.Region] {
+			p.at(gp+".region", "routing geolocation: region %q is not declared", g.Region)
+		}
+	}
 	if r.Hostname != "" && !hostnameRe.MatchString(r.Hostname) {
 		p.at(path+".hostname", "routing hostname %q is not a DNS name", r.Hostname)
 	}

@@ -9,14 +9,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"sort"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/router"
 	"github.com/lifeline-dr/lifeline/store"
 )
 
@@ -36,8 +35,12 @@ type Workload struct {
 	Epoch      int64   `json:"epoch"`
 	RPOSeconds float64 `json:"rpo_seconds"`
 	RTOSeconds float64 `json:"rto_seconds"`
-	// Writer is the writer endpoint: it always leads to the current primary.
+	// Entry points: DNS, the global HTTP entry point, the writer endpoint
+	// (always the current primary) and the reader endpoint.
+	DNS    string `json:"dns"`
+	HTTP   string `json:"http"`
 	Writer string `json:"writer"`
+	Reader string `json:"reader"`
 	// LeaseHolder is the node holding the primary lease ("" while none does).
 	LeaseHolder  string                   `json:"lease_holder"`
 	LastFailover *lifeline.FailoverRecord `json:"last_failover,omitempty"`
@@ -145,8 +148,9 @@ func Build(t *lifeline.Topology, w *lifeline.Workload, f Facts) Workload {
 	out := Workload{
 		Name: w.Name, Strategy: string(w.Strategy), Active: w.Active, Primary: rec.Node, Epoch: rec.Epoch,
 		RPOSeconds: w.Objectives.RPO.Seconds(), RTOSeconds: w.Objectives.RTO.Seconds(),
-		Writer: net.JoinHostPort(t.Router.Address, strconv.Itoa(w.Routing.WriterPort)),
 	}
+	ep := router.EndpointsOf(t, w)
+	out.DNS, out.HTTP, out.Writer, out.Reader = ep.DNS, ep.HTTP, ep.Writer, ep.Reader
 	if f.Lease != nil {
 		out.LeaseHolder = f.Lease.Node
 	}
@@ -232,7 +236,7 @@ func (r *Report) WriteTable(out io.Writer) error {
 		fmt.Fprintf(out, "workload %s: %s, active %s, primary %s (epoch %d), rpo %s, rto %s\n",
 			w.Name, w.Strategy, w.Active, orDash(w.Primary), w.Epoch,
 			time.Duration(w.RPOSeconds*float64(time.Second)), time.Duration(w.RTOSeconds*float64(time.Second)))
-		fmt.Fprintf(out, "writer %s; primary lease held by %s\n", w.Writer, orDash(w.LeaseHolder))
+		fmt.Fprintf(out, "writer %s, reader %s, http %s, dns %s; primary lease held by %s\n", w.Writer, w.Reader, w.HTTP, w.DNS, orDash(w.LeaseHolder))
 		if f := w.LastFailover; f != nil {
 			fmt.Fprintf(out, "last failover: %s -> %s at %s, %.1fs from lease loss to verified (%s)\n",
 				f.From, f.To, f.Started.Local().Format("2006-01-02 15:04:05"), f.Seconds, f.Kind)

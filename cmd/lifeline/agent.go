@@ -74,10 +74,10 @@ func newWitness() *cobra.Command {
 }
 
 func newRouter() *cobra.Command {
-	var file string
+	var file, home string
 	cmd := &cobra.Command{
 		Use:   "router -f SPEC",
-		Short: "Serve the workloads' entry points (the writer endpoint leads to the current primary)",
+		Short: "Serve the workloads' entry points: DNS, HTTP front doors, writer and reader endpoints",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := spec.Load(file)
@@ -90,10 +90,11 @@ func newRouter() *cobra.Command {
 			}
 			defer s.Close()
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			return router.Run(cmd.Context(), t, s, log)
+			return router.Run(cmd.Context(), t, s, router.Options{Home: home}, log)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file")
+	cmd.Flags().StringVar(&home, "region", "", "the region this router sits in: the reader endpoint prefers its standbys (default: each workload's active region)")
 	cmd.Flags().String("data-dir", defaultDataDir, "unused; accepted for symmetry with the other commands")
 	return cmd
 }

@@ -45,6 +45,6 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore())
+	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore(), newRouting())
 	return root
 }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/user"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/local"
+	"github.com/lifeline-dr/lifeline/router"
+	"github.com/lifeline-dr/lifeline/store"
+)
+
+func newRouting() *cobra.Command {
+	var dataDir, workload, reason string
+	var force, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "routing set REGION=on|off ... | routing show",
+		Short: "Switch regions in and out of routing, under safety rules checked atomically",
+		Long: `Routing controls are on/off switches per workload and region, stored in etcd and
+written to the audit log. Health never overrides a switch that is off. A change is refused,
+naming the rule, when it would leave a workload with every region off, or while a runbook
+holds the workload (unless --force with --reason).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := local.LoadTopology(dataDir)
+			if err != nil {
+				return err
+			}
+			s, err := store.Connect(agent.OperatorEndpoints(t), t.Name)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
+			defer cancel()
+			switch args[0] {
+			case "show":
+			case "set":
+				if len(args) < 2 {
+					return &exitError{code: 2, err: fmt.Errorf("routing set needs REGION=on|off")}
+				}
+				var names []string
+				if workload != "" {
+					names = []string{workload}
+				} else {
+					for _, w := range t.Workloads {
+						names = append(names, w.Name)
+					}
+				}
+				actor := "lifeline routing"
+				if u, err := user.Current(); err == nil {
+					actor = u.Username
+				}
+				for _, a := range args[1:] {
+					region, state, ok := strings.Cut(a, "=")
+					if !ok || (state != "on" && state != "off") {
+						return &exitError{code: 2, err: fmt.Errorf("%q: want REGION=on or REGION=off", a)}
+					}
+					for _, w := range names {
+						if err := router.Set(ctx, s, t, w, region, state == "on", router.ControlOptions{Force: force, Reason: reason, Actor: actor}); err != nil {
+							return err
+						}
+						fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s %s\n", w, region, state)
+					}
+				}
+			default:
+				return &exitError{code: 2, err: fmt.Errorf("unknown action %q: want set or show", args[0])}
+			}
+			controls, err := router.Show(ctx, s, t)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(controls)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "WORKLOAD\tREGION\tROUTING\tCHANGED\tBY\tREASON")
+			for _, c := range controls {
+				state, changed := "on", "-"
+				if !c.On {
+					state = "OFF"
+				}
+				if !c.Changed.IsZero() {
+					changed = c.Changed.Local().Format("2006-01-02 15:04:05")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Workload, c.Region, state, changed, orDash(c.Actor), orDash(c.Reason))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the topology's data directory")
+	cmd.Flags().StringVar(&workload, "workload", "", "workload (default: every workload)")
+	cmd.Flags().BoolVar(&force, "force", false, "change even while a runbook holds the workload (needs --reason)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
