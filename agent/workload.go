@@ -36,7 +36,7 @@ type workloadRunner struct {
 
 	wake       chan struct{}
 	report     chan struct{}
-	configured string // the settings last written, to reload only on change
+	configured string            // the settings last written, to reload only on change
 	archive    map[string]string // archive settings for every role; restore_command for standbys
 	restoreCmd string
 
