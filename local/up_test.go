@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/internal/testenv"
 	"github.com/lifeline-dr/lifeline/internal/topotest"
@@ -219,5 +221,39 @@ func TestUp_RefusesAnotherSpecsDataDir(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "nodes")); err == nil {
 		t.Error("a refused up created nodes")
+	}
+}
+
+// TestUp_Passwords: with passwords in the spec, every connection (the
+// agents', replication, base backups, the controller's) authenticates with
+// scram, and nothing is trusted.
+func TestUp_Passwords(t *testing.T) {
+	t.Setenv("LL_TEST_PG_PASSWORD", "s3cret 'quoted'")
+	pwFile := filepath.Join(testenv.Dir(t), "repl.pw")
+	if err := os.WriteFile(pwFile, []byte("repl-pass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	specFile := topotest.Example(t, "pilot-light", `database: {sync: "ANY 1"}`,
+		`database: {sync: "ANY 1", password: "env:LL_TEST_PG_PASSWORD", replication-password: "file:`+pwFile+`"}`)
+	u := topotest.Start(t, specFile, filepath.Join(testenv.Dir(t), "data"))
+	rep := u.WaitHealthy(t, time.Minute)
+	p := topotest.ByRole(rep.Workloads[0])["primary"][0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if conn, err := pgx.Connect(ctx, topotest.ConnString(p)); err == nil {
+		conn.Close(ctx)
+		t.Fatal("connected to the primary without a password")
+	}
+	conn, err := pgx.Connect(ctx, topotest.ConnString(p)+" password='s3cret \\'quoted\\''")
+	if err != nil {
+		t.Fatalf("with the password: %v", err)
+	}
+	defer conn.Close(ctx)
+	var method string
+	if err := conn.QueryRow(ctx, "SELECT coalesce((SELECT string_agg(DISTINCT auth_method, ',') FROM pg_hba_file_rules WHERE type = 'host'), '')").Scan(&method); err != nil {
+		t.Fatal(err)
+	}
+	if method != "scram-sha-256" {
+		t.Errorf("pg_hba host methods = %q, want only scram-sha-256", method)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -166,11 +167,28 @@ func (r *router) rebuildSoon() {
 	}
 }
 
-// follow rebuilds the routes when a verdict changes and every check
-// interval (primary records and routing controls change rarely; a poll of
-// both is one read).
+// follow rebuilds the routes when a verdict, a primary record or a routing
+// control changes (the first by the monitor's callback, the others by a
+// watch on the workloads' keys), and every few seconds as a safety net.
 func (r *router) follow(ctx context.Context) error {
-	tick := time.NewTicker(r.t.Control.CheckInterval)
+	go func() {
+		prefix := r.s.Keys().Root() + "workloads/"
+		for ctx.Err() == nil {
+			for wr := range r.s.Client().Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix()) {
+				for _, ev := range wr.Events {
+					if key := string(ev.Kv.Key); strings.HasSuffix(key, "/primary") || strings.Contains(key, "/controls/") {
+						r.rebuildSoon()
+						break
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
