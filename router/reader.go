@@ -2,13 +2,10 @@ package router
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -110,14 +107,7 @@ type Reader struct {
 	// Refresh is how often the reports are read. Default: the topology's
 	// check interval, the rate at which agents report.
 	Refresh time.Duration
-	// Wait is how long a new connection waits for a target when there is
-	// none (no primary known) before it is closed.
-	Wait time.Duration
-
-	mu      sync.Mutex
-	choice  ReadChoice
-	changed chan struct{} // closed and replaced on every target change
-	conns   map[net.Conn]string
+	*endpoint
 }
 
 // NewReader returns the reader endpoint of a workload listening on listen,
@@ -129,17 +119,9 @@ func NewReader(t *lifeline.Topology, w *lifeline.Workload, s *store.Store, liste
 	}
 	return &Reader{
 		t: t, w: w, s: s, listen: listen, home: home, log: log.With("reader", w.Name),
-		Refresh: refresh, Wait: 30 * time.Second,
-		changed: make(chan struct{}),
-		conns:   map[net.Conn]string{},
+		Refresh:  refresh,
+		endpoint: newEndpoint(30 * time.Second),
 	}
-}
-
-// Target is where new connections go now ("" when nowhere).
-func (rd *Reader) Target() string {
-	rd.mu.Lock()
-	defer rd.mu.Unlock()
-	return rd.choice.Addr
 }
 
 // Run serves until ctx ends.
@@ -151,27 +133,7 @@ func (rd *Reader) Run(ctx context.Context) error {
 	}
 	rd.log.Info("reader endpoint listening", "addr", l.Addr().String(), "home", rd.home)
 	go rd.follow(ctx)
-	go func() {
-		<-ctx.Done()
-		l.Close()
-	}()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				rd.closeAll()
-				return nil
-			}
-			return err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rd.serve(ctx, c)
-		}()
-	}
+	return rd.serve(ctx, l)
 }
 
 // follow re-reads the primary record and the reports every Refresh.
@@ -215,92 +177,8 @@ func (rd *Reader) refresh(ctx context.Context) error {
 // retarget switches new connections to the choice and closes the open
 // ones whose target is neither the choice nor a fit standby.
 func (rd *Reader) retarget(c ReadChoice) {
-	rd.mu.Lock()
-	defer rd.mu.Unlock()
-	old := rd.choice.Addr
-	rd.choice = c
-	for conn, to := range rd.conns {
-		if !rd.fit(to) {
-			conn.Close()
-		}
+	old := rd.Target()
+	if rd.set(c.Addr, c.Fit...) {
+		rd.log.Info("reader target changed", "from", old, "to", c.Addr, "node", c.Node, "standby", c.Standby)
 	}
-	if c.Addr == old {
-		return
-	}
-	rd.log.Info("reader target changed", "from", old, "to", c.Addr, "node", c.Node, "standby", c.Standby)
-	close(rd.changed)
-	rd.changed = make(chan struct{})
-}
-
-// fit reports whether addr may be read from now; rd.mu is held.
-func (rd *Reader) fit(addr string) bool {
-	if addr == rd.choice.Addr {
-		return true
-	}
-	for _, a := range rd.choice.Fit {
-		if a == addr {
-			return true
-		}
-	}
-	return false
-}
-
-func (rd *Reader) closeAll() {
-	rd.mu.Lock()
-	defer rd.mu.Unlock()
-	for c := range rd.conns {
-		c.Close()
-	}
-}
-
-// current returns the target, waiting up to Wait for one to appear.
-func (rd *Reader) current(ctx context.Context) string {
-	deadline := time.NewTimer(rd.Wait)
-	defer deadline.Stop()
-	for {
-		rd.mu.Lock()
-		target, changed := rd.choice.Addr, rd.changed
-		rd.mu.Unlock()
-		if target != "" {
-			return target
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			return ""
-		case <-ctx.Done():
-			return ""
-		}
-	}
-}
-
-func (rd *Reader) serve(ctx context.Context, client net.Conn) {
-	defer client.Close()
-	target := rd.current(ctx)
-	if target == "" {
-		return
-	}
-	server, err := net.DialTimeout("tcp", target, 5*time.Second)
-	if err != nil {
-		return
-	}
-	defer server.Close()
-	rd.mu.Lock()
-	if !rd.fit(target) {
-		rd.mu.Unlock()
-		return // the target became unfit while we dialed
-	}
-	rd.conns[client] = target
-	rd.conns[server] = target
-	rd.mu.Unlock()
-	defer func() {
-		rd.mu.Lock()
-		delete(rd.conns, client)
-		delete(rd.conns, server)
-		rd.mu.Unlock()
-	}()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(server, client); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(client, server); done <- struct{}{} }()
-	<-done
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/lifeline-dr/lifeline/agent"
 	"github.com/lifeline-dr/lifeline/backup"
 	"github.com/lifeline-dr/lifeline/controller"
-	"github.com/lifeline-dr/lifeline/local"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/status"
 	"github.com/lifeline-dr/lifeline/store"
@@ -39,14 +38,6 @@ type backupEnv struct {
 }
 
 func openBackupEnv(dataDir, workload string) (*backupEnv, error) {
-	t, err := local.LoadTopology(dataDir)
-	if err != nil {
-		return nil, err
-	}
-	w, err := pickWorkload(t, workload)
-	if err != nil {
-		return nil, err
-	}
 	bin, err := postgres.FindBin()
 	if err != nil {
 		return nil, err
@@ -55,8 +46,13 @@ func openBackupEnv(dataDir, workload string) (*backupEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := store.Connect(agent.OperatorEndpoints(t), t.Name)
+	t, s, err := openStore(dataDir)
 	if err != nil {
+		return nil, err
+	}
+	w, err := pickWorkload(t, workload)
+	if err != nil {
+		s.Close()
 		return nil, err
 	}
 	abs, _ := filepath.Abs(dataDir)
@@ -93,6 +89,16 @@ func (e *backupEnv) region(ctx context.Context, given string) (string, error) {
 		return e.w.Active, nil
 	}
 	return id.Region, nil
+}
+
+// repo opens the repository of a region (the primary's when region is "").
+func (e *backupEnv) repo(ctx context.Context, region string) (*backup.Repo, string, error) {
+	r, err := e.region(ctx, region)
+	if err != nil {
+		return nil, "", err
+	}
+	repo, err := backup.OpenRegion(ctx, e.w, r, e.dataDir)
+	return repo, r, err
 }
 
 func newBackup() *cobra.Command {
@@ -148,11 +154,7 @@ func newBackup() *cobra.Command {
 			}
 			defer e.s.Close()
 			ctx := cmd.Context()
-			r, err := e.region(ctx, region)
-			if err != nil {
-				return err
-			}
-			repo, err := backup.OpenRegion(ctx, e.w, r, e.dataDir)
+			repo, r, err := e.repo(ctx, region)
 			if err != nil {
 				return err
 			}
@@ -189,11 +191,7 @@ func newBackup() *cobra.Command {
 			}
 			defer e.s.Close()
 			ctx := cmd.Context()
-			r, err := e.region(ctx, region)
-			if err != nil {
-				return err
-			}
-			repo, err := backup.OpenRegion(ctx, e.w, r, e.dataDir)
+			repo, _, err := e.repo(ctx, region)
 			if err != nil {
 				return err
 			}
@@ -373,10 +371,6 @@ be pulled out of it after a bad DELETE; it never archives into a repository.`,
 			}
 			defer e.s.Close()
 			ctx := cmd.Context()
-			r, err := e.region(ctx, region)
-			if err != nil {
-				return err
-			}
 			into, err = filepath.Abs(into)
 			if err != nil {
 				return err
@@ -384,7 +378,7 @@ be pulled out of it after a bad DELETE; it never archives into a repository.`,
 			if err := e.b.Owner.CheckReachable(into); err != nil {
 				return err
 			}
-			repo, err := backup.OpenRegion(ctx, e.w, r, e.dataDir)
+			repo, r, err := e.repo(ctx, region)
 			if err != nil {
 				return err
 			}

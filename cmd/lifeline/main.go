@@ -11,6 +11,11 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/local"
+	"github.com/lifeline-dr/lifeline/store"
 )
 
 // exitError carries a specific exit code out of a command.
@@ -47,4 +52,18 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore(), newRouting())
 	return root
+}
+
+// openStore loads the topology that `up` recorded in a data directory and
+// connects to its control store, as commands run from another terminal do.
+func openStore(dataDir string) (*lifeline.Topology, *store.Store, error) {
+	t, err := local.LoadTopology(dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := store.Connect(agent.OperatorEndpoints(t), t.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, s, nil
 }

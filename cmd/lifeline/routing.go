@@ -11,10 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/lifeline-dr/lifeline/agent"
-	"github.com/lifeline-dr/lifeline/local"
 	"github.com/lifeline-dr/lifeline/router"
-	"github.com/lifeline-dr/lifeline/store"
 )
 
 func newRouting() *cobra.Command {
@@ -29,11 +26,7 @@ naming the rule, when it would leave a workload with every region off, or while 
 holds the workload (unless --force with --reason).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := local.LoadTopology(dataDir)
-			if err != nil {
-				return err
-			}
-			s, err := store.Connect(agent.OperatorEndpoints(t), t.Name)
+			t, s, err := openStore(dataDir)
 			if err != nil {
 				return err
 			}

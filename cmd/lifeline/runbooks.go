@@ -9,10 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/lifeline-dr/lifeline/agent"
-	"github.com/lifeline-dr/lifeline/local"
 	"github.com/lifeline-dr/lifeline/runbook"
-	"github.com/lifeline-dr/lifeline/store"
 )
 
 // runbookView is the JSON shape of `lifeline runbooks --json`.
@@ -37,11 +34,7 @@ func newRunbooks() *cobra.Command {
 		Short: "List running and past runbooks (failovers) with their steps and timings",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := local.LoadTopology(dataDir)
-			if err != nil {
-				return err
-			}
-			s, err := store.Connect(agent.OperatorEndpoints(t), t.Name)
+			_, s, err := openStore(dataDir)
 			if err != nil {
 				return err
 			}

@@ -8,10 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/lifeline-dr/lifeline/agent"
-	"github.com/lifeline-dr/lifeline/local"
 	"github.com/lifeline-dr/lifeline/status"
-	"github.com/lifeline-dr/lifeline/store"
 )
 
 func newStatus() *cobra.Command {
@@ -22,11 +19,7 @@ func newStatus() *cobra.Command {
 		Short: "Show every node of every workload: role, health, LSN, lag and whether it is within the RPO",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := local.LoadTopology(dataDir)
-			if err != nil {
-				return err
-			}
-			s, err := store.Connect(agent.OperatorEndpoints(t), t.Name)
+			t, s, err := openStore(dataDir)
 			if err != nil {
 				return err
 			}
