@@ -452,14 +452,24 @@ func runSide(ctx context.Context, cmd *cobra.Command, e *backupEnv, into string,
 		Trust:      []string{"127.0.0.1"},
 		Parameters: agent.SmallParameters,
 	})
-	if err := pg.WriteConfig(postgres.Settings{AppName: "side_copy", Extra: map[string]string{"archive_mode": "off"}}); err != nil {
+	// hot_standby off: the copy refuses connections until recovery has
+	// reached its target and promoted, so nobody reads it half-replayed
+	// (with hot standby it would serve the rows of the backup's end point).
+	extra := map[string]string{"archive_mode": "off", "hot_standby": "off"}
+	if err := pg.WriteConfig(postgres.Settings{AppName: "side_copy", Extra: extra}); err != nil {
 		return err
 	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "starting the side instance on 127.0.0.1:%d; it accepts connections once recovery has replayed WAL to the target (log: %s)\n", port, pg.LogFile())
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	err := pg.Start(sctx)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("start the side instance: %w (log: %s)", err, pg.LogFile())
+	}
+	if st, err := pg.Status(ctx); err != nil {
+		return fmt.Errorf("side instance: %w", err)
+	} else if st.InRecovery {
+		return fmt.Errorf("side instance: still in recovery after start (log: %s)", pg.LogFile())
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "side instance running: psql -h 127.0.0.1 -p %d -U %s   (Ctrl-C stops it; the data stays in %s)\n", port, e.w.Database.Superuser, into)
 	sig := make(chan os.Signal, 1)

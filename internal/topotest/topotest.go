@@ -91,9 +91,48 @@ type Up struct {
 	out     strings.Builder
 }
 
-// Start runs `lifeline up` and waits until the topology is ready.
+// machine serialises topologies across test processes: `go test ./...` runs
+// packages in parallel, and two six-node topologies on a two-core machine
+// starve each other's etcd heartbeats and leases until tests time out.
+var machine struct {
+	sync.Mutex
+	held int
+	f    *os.File
+}
+
+// exclusive holds the machine-wide topology lock until t's cleanup; a test
+// that already holds it (a restart inside one test) takes it again at once.
+func exclusive(t testing.TB) {
+	t.Helper()
+	machine.Lock()
+	defer machine.Unlock()
+	if machine.held == 0 {
+		f, err := os.OpenFile(filepath.Join(os.TempDir(), "lifeline-topotest.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			t.Fatalf("topology lock: %v", err)
+		}
+		machine.f = f
+	}
+	machine.held++
+	t.Cleanup(func() {
+		machine.Lock()
+		defer machine.Unlock()
+		if machine.held--; machine.held == 0 {
+			machine.f.Close() // releases the flock
+			machine.f = nil
+		}
+	})
+}
+
+// Start runs `lifeline up` and waits until the topology is ready. Only one
+// topology runs on the machine at a time: Start waits for the others.
 func Start(t testing.TB, specFile, dataDir string) *Up {
 	t.Helper()
+	exclusive(t)
 	u := &Up{t: t, DataDir: dataDir, Done: make(chan struct{})}
 	u.cmd = exec.Command(Binary(t), "up", "-f", specFile, "--data-dir", dataDir)
 	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
