@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -39,6 +40,14 @@ type workloadRunner struct {
 	configured string            // the settings last written, to reload only on change
 	archive    map[string]string // archive settings for every role; restore_command for standbys
 	restoreCmd string
+	// standbySlots: this standby holds slots for the other nodes, so that
+	// they can stream from it the moment it is named primary (cascading
+	// through its promotion) instead of retrying until it creates them.
+	standbySlots bool
+	// upstream is the primary this standby last followed, and repointed
+	// when it last changed to another one.
+	upstream  postgres.Upstream
+	repointed time.Time
 
 	mu         sync.Mutex
 	primary    lifeline.PrimaryRecord
@@ -369,13 +378,7 @@ func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.Prim
 		if err := r.pg.EnsureReplicationUser(ctx); err != nil {
 			return err
 		}
-		var slots []string
-		for _, id := range r.a.cfg.Topology.DatabaseNodes(r.w) {
-			if id != r.me {
-				slots = append(slots, id.Slug())
-			}
-		}
-		if err := r.pg.EnsureSlots(ctx, slots); err != nil {
+		if err := r.pg.EnsureSlots(ctx, r.otherSlots()); err != nil {
 			return err
 		}
 		r.mu.Lock()
@@ -398,6 +401,13 @@ func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings
 		return fmt.Errorf("promote: the running server's settings are unknown: %v", err)
 	}
 	pre.SyncStandbyNames = settings.SyncStandbyNames
+	if !r.archiveHasNewerTimeline(ctx) {
+		// Nothing in the archive for PostgreSQL to skip when it picks the
+		// new timeline: promote without restore_command, so that the
+		// promotion waits for no archive lookup (one process per file).
+		pre.Extra = maps.Clone(pre.Extra)
+		delete(pre.Extra, "restore_command")
+	}
 	if err := r.pg.WriteConfig(pre); err != nil {
 		return err
 	}
@@ -412,6 +422,38 @@ func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings
 	r.setRole(lifeline.RolePrimary)
 	r.log.Warn("promoted", "seconds", time.Since(start).Seconds())
 	return r.apply(ctx, settings, lifeline.RolePrimary)
+}
+
+// repointWindow is how long a repointed standby streams without
+// restore_command: long enough to follow the new primary onto its
+// timeline, short enough that a standby that needs the archive (its WAL
+// gone from the new primary) gets it back soon.
+const repointWindow = 10 * time.Second
+
+// archiveHasNewerTimeline reports whether the region's archive holds a
+// timeline after this standby's own, or cannot tell: the promotion then
+// keeps restore_command so that PostgreSQL picks a timeline nobody used.
+func (r *workloadRunner) archiveHasNewerTimeline(ctx context.Context) bool {
+	if r.archive == nil {
+		return false // no archive, no restore_command
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := r.pg.Status(cctx)
+	if err != nil || st.Timeline <= 0 {
+		return true
+	}
+	repo, err := backup.OpenRegion(cctx, r.w, r.me.Region, r.a.cfg.DataDir)
+	if err != nil {
+		return true
+	}
+	defer repo.Close()
+	newer, err := repo.TimelineAfter(cctx, uint32(st.Timeline))
+	if err != nil {
+		r.log.Warn("promotion: cannot read the archive's timelines; promoting with restore_command", "err", err)
+		return true
+	}
+	return newer
 }
 
 // syncNames is synchronous_standby_names for this primary. With RPO 0 every
@@ -483,13 +525,47 @@ func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.
 	r.mu.Lock()
 	r.fenced = ""
 	r.mu.Unlock()
-	return r.apply(ctx, r.settings(postgres.Settings{AppName: r.me.Slug(), Upstream: &up}), lifeline.RoleStandby)
+	if r.upstream != (postgres.Upstream{}) && r.upstream != up {
+		r.repointed = time.Now()
+	}
+	r.upstream = up
+	settings := r.settings(postgres.Settings{AppName: r.me.Slug(), Upstream: &up})
+	if time.Since(r.repointed) < repointWindow {
+		// Just repointed after a failover: stream the new timeline from the
+		// new primary alone. With restore_command, each retry also asks the
+		// archive, one process per file, and that delays both the switch to
+		// the new timeline and, with RPO 0, the first commit it acknowledges.
+		delete(settings.Extra, "restore_command")
+	}
+	if err := r.apply(ctx, settings, lifeline.RoleStandby); err != nil {
+		return err
+	}
+	if !r.standbySlots {
+		// Best effort: a failover works without them, a little slower.
+		if err := r.pg.EnsureSlots(ctx, r.otherSlots()); err != nil {
+			r.log.Debug("standby slots", "err", err)
+		} else {
+			r.standbySlots = true
+		}
+	}
+	return nil
+}
+
+// otherSlots names a replication slot for every other database node.
+func (r *workloadRunner) otherSlots() []string {
+	var slots []string
+	for _, id := range r.a.cfg.Topology.DatabaseNodes(r.w) {
+		if id != r.me {
+			slots = append(slots, id.Slug())
+		}
+	}
+	return slots
 }
 
 // rejoin makes a former primary follow the new one: pg_rewind, or a fresh
 // base backup when rewinding fails (the old data is moved aside, never deleted).
 func (r *workloadRunner) rejoin(ctx context.Context, up postgres.Upstream) error {
-	r.configured = ""
+	r.configured, r.standbySlots = "", false
 	err := r.pg.Rewind(ctx, up.Host, up.Port)
 	if err == nil {
 		r.log.Warn("rejoined by pg_rewind")
@@ -505,7 +581,7 @@ func (r *workloadRunner) rejoin(ctx context.Context, up postgres.Upstream) error
 }
 
 func (r *workloadRunner) seed(ctx context.Context, up postgres.Upstream) error {
-	r.configured = ""
+	r.configured, r.standbySlots = "", false
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	return r.pg.BaseBackup(bctx, up)

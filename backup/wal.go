@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/lifeline-dr/lifeline/objstore"
 )
 
 // PushWAL archives the WAL file at path (archive_command's %p; relative paths
@@ -186,4 +188,19 @@ func PushExitCode(err error) int {
 		return 0
 	}
 	return 1
+}
+
+// TimelineAfter reports whether the archive holds the history file of the
+// timeline after tli: a promotion must then look in the archive to pick a
+// timeline nobody used, as PostgreSQL does through restore_command.
+func (r *Repo) TimelineAfter(ctx context.Context, tli uint32) (bool, error) {
+	_, err := r.store.Stat(ctx, r.walKey(historyName(tli+1)))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, objstore.ErrNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("timeline %d in the archive: %w", tli+1, err)
+	}
 }

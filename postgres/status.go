@@ -114,8 +114,10 @@ func (i *Instance) EnsureSlots(ctx context.Context, names []string) error {
 		return err
 	}
 	defer conn.Close(context.Background())
+	// On a standby the slots wait for its promotion (or a cascading
+	// standby) without reserving WAL; on a primary they reserve it at once.
 	for _, n := range names {
-		_, err := conn.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, true)
+		_, err := conn.Exec(ctx, `SELECT pg_create_physical_replication_slot($1, NOT pg_is_in_recovery())
 			WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, n)
 		if err != nil {
 			return fmt.Errorf("slot %s on %s: %w", n, i.cfg.Name, err)
