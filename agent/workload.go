@@ -439,16 +439,19 @@ func (r *workloadRunner) archiveHasNewerTimeline(ctx context.Context) bool {
 	}
 	cctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	st, err := r.pg.Status(cctx)
-	if err != nil || st.Timeline <= 0 {
+	tli, err := r.pg.KnownTimeline()
+	if err != nil {
 		return true
+	}
+	if st, err := r.pg.Status(cctx); err == nil && st.Timeline > int64(tli) {
+		tli = uint32(st.Timeline)
 	}
 	repo, err := backup.OpenRegion(cctx, r.w, r.me.Region, r.a.cfg.DataDir)
 	if err != nil {
 		return true
 	}
 	defer repo.Close()
-	newer, err := repo.TimelineAfter(cctx, uint32(st.Timeline))
+	newer, err := repo.TimelineAfter(cctx, tli)
 	if err != nil {
 		r.log.Warn("promotion: cannot read the archive's timelines; promoting with restore_command", "err", err)
 		return true

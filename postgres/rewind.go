@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -77,4 +79,26 @@ func (i *Instance) Rewind(ctx context.Context, host string, port int) error {
 	}
 	i.log.Info("pg_rewind done", "seconds", time.Since(start).Seconds())
 	return nil
+}
+
+// KnownTimeline is the newest timeline whose history this server holds in
+// pg_wal (1 when none): the one a promotion branches from, as PostgreSQL
+// itself looks there first. A standby's reported timeline can lag it (the
+// last restartpoint's, while nothing streams).
+func (i *Instance) KnownTimeline() (uint32, error) {
+	entries, err := os.ReadDir(filepath.Join(i.DataDir(), "pg_wal"))
+	if err != nil {
+		return 0, fmt.Errorf("timelines of %s: %w", i.cfg.Name, err)
+	}
+	newest := uint32(1)
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".history")
+		if !ok || len(name) != 8 {
+			continue
+		}
+		if tli, err := strconv.ParseUint(name, 16, 32); err == nil && uint32(tli) > newest {
+			newest = uint32(tli)
+		}
+	}
+	return newest, nil
 }

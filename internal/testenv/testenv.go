@@ -29,7 +29,9 @@ func Dir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() && os.Getenv("LIFELINE_KEEP") != "" {
+		// LIFELINE_KEEP=1 keeps a failed test's directory, =all every one
+		// (to read a benchmark's logs).
+		if keep := os.Getenv("LIFELINE_KEEP"); keep == "all" || (t.Failed() && keep != "") {
 			t.Logf("kept %s", dir)
 			return
 		}
