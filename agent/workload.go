@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -40,6 +40,12 @@ type workloadRunner struct {
 	configured string            // the settings last written, to reload only on change
 	archive    map[string]string // archive settings for every role; restore_command for standbys
 	restoreCmd string
+	// archiveOff, while it exists, makes restore_command answer "not
+	// archived" at once, without starting wal-fetch: for the moments of a
+	// failover when the archive has nothing to add and each lookup would
+	// delay the promotion or the switch to the new timeline. A file, not
+	// a configuration reload, so it applies to the very next lookup.
+	archiveOff string
 	// standbySlots: this standby holds slots for the other nodes, so that
 	// they can stream from it the moment it is named primary (cascading
 	// through its promotion) instead of retrying until it creates them.
@@ -152,7 +158,11 @@ func (r *workloadRunner) prepareArchive() error {
 		"archive_command": fmt.Sprintf("%s wal-push --config %s %%p", bin, conf),
 		"archive_timeout": fmt.Sprintf("%ds", int(ArchiveTimeout(r.w).Seconds())),
 	}
-	r.restoreCmd = fmt.Sprintf("%s wal-fetch --standby --config %s %%f %%p", bin, conf)
+	r.archiveOff = filepath.Join(r.pg.Config().Dir, "archive-off")
+	if err := os.Remove(r.archiveOff); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	r.restoreCmd = fmt.Sprintf("test ! -e %s && %s wal-fetch --standby --config %s %%f %%p", r.archiveOff, bin, conf)
 	return nil
 }
 
@@ -403,10 +413,9 @@ func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings
 	pre.SyncStandbyNames = settings.SyncStandbyNames
 	if !r.archiveHasNewerTimeline(ctx) {
 		// Nothing in the archive for PostgreSQL to skip when it picks the
-		// new timeline: promote without restore_command, so that the
-		// promotion waits for no archive lookup (one process per file).
-		pre.Extra = maps.Clone(pre.Extra)
-		delete(pre.Extra, "restore_command")
+		// new timeline: promote without archive lookups (one process each).
+		r.setArchiveOff(true)
+		defer r.setArchiveOff(false)
 	}
 	if err := r.pg.WriteConfig(pre); err != nil {
 		return err
@@ -424,8 +433,24 @@ func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings
 	return r.apply(ctx, settings, lifeline.RolePrimary)
 }
 
-// repointWindow is how long a repointed standby streams without
-// restore_command: long enough to follow the new primary onto its
+// setArchiveOff turns restore_command's archive lookups off or back on.
+func (r *workloadRunner) setArchiveOff(off bool) {
+	if r.archiveOff == "" {
+		return
+	}
+	var err error
+	if off {
+		err = os.WriteFile(r.archiveOff, nil, 0o644)
+	} else if err = os.Remove(r.archiveOff); errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	if err != nil {
+		r.log.Warn("archive lookups", "off", off, "err", err)
+	}
+}
+
+// repointWindow is how long a repointed standby streams without archive
+// lookups: long enough to follow the new primary onto its
 // timeline, short enough that a standby that needs the archive (its WAL
 // gone from the new primary) gets it back soon.
 const repointWindow = 10 * time.Second
@@ -532,14 +557,12 @@ func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.
 		r.repointed = time.Now()
 	}
 	r.upstream = up
+	// Just repointed after a failover: stream the new timeline from the new
+	// primary alone. With archive lookups, each retry also asks the archive,
+	// one process per file, and that delays both the switch to the new
+	// timeline and, with RPO 0, the first commit it acknowledges.
+	r.setArchiveOff(time.Since(r.repointed) < repointWindow)
 	settings := r.settings(postgres.Settings{AppName: r.me.Slug(), Upstream: &up})
-	if time.Since(r.repointed) < repointWindow {
-		// Just repointed after a failover: stream the new timeline from the
-		// new primary alone. With restore_command, each retry also asks the
-		// archive, one process per file, and that delays both the switch to
-		// the new timeline and, with RPO 0, the first commit it acknowledges.
-		delete(settings.Extra, "restore_command")
-	}
 	if err := r.apply(ctx, settings, lifeline.RoleStandby); err != nil {
 		return err
 	}

@@ -48,7 +48,8 @@ type Controller struct {
 	mu        sync.Mutex
 	running   map[string]bool      // workloads with a runbook in this process
 	missing   map[string]time.Time // when the lease was first seen missing
-	sawExpiry map[string]bool      // the lease key was deleted while we led
+	sawExpiry map[string]bool      // the lease key was deleted, and not put since
+	poke      chan struct{}        // wakes the leader's loop when a lease expires
 	lastTry   map[string]time.Time
 	decisions map[string]Decision
 }
@@ -59,12 +60,17 @@ func New(cfg Config) *Controller {
 		cfg: cfg, log: cfg.Logger.With("subsystem", "controller"), t: cfg.Topology, s: cfg.Store,
 		running: map[string]bool{}, missing: map[string]time.Time{}, sawExpiry: map[string]bool{},
 		lastTry: map[string]time.Time{}, decisions: map[string]Decision{},
+		poke: make(chan struct{}, 1),
 	}
 }
 
 // Run campaigns until ctx ends; while leader it reconciles.
 func (c *Controller) Run(ctx context.Context) {
 	ttl := int(c.t.Control.LeaseTTL / time.Second)
+	// Every candidate watches the leases, so that one elected after an
+	// expiry (its leader died with the primary's zone) knows the lease
+	// expired and need not wait a TTL to be sure.
+	go c.watchLeases(ctx)
 	for ctx.Err() == nil {
 		sess, err := concurrency.NewSession(c.s.Client(), concurrency.WithTTL(max(ttl, 2)), concurrency.WithContext(ctx))
 		if err != nil {
@@ -107,7 +113,7 @@ func (c *Controller) lead(ctx context.Context, el *concurrency.Election) {
 	guard := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
 	engine := runbook.NewEngine(c.s, c.cfg.Name, guard, c.log, c.zoneFailover())
 	c.mu.Lock()
-	c.missing, c.sawExpiry = map[string]time.Time{}, map[string]bool{}
+	c.missing = map[string]time.Time{}
 	c.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -124,12 +130,6 @@ func (c *Controller) lead(ctx context.Context, el *concurrency.Election) {
 	go func() {
 		defer wg.Done()
 		c.schedule(ctx)
-	}()
-	poke := make(chan struct{}, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c.watchLeases(ctx, poke)
 	}()
 	tick := time.NewTicker(c.t.Control.CheckInterval)
 	defer tick.Stop()
@@ -148,16 +148,17 @@ func (c *Controller) lead(ctx context.Context, el *concurrency.Election) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		case <-poke:
+		case <-c.poke:
 		}
 	}
 }
 
-// watchLeases wakes the loop the moment a primary lease expires.
-func (c *Controller) watchLeases(ctx context.Context, poke chan<- struct{}) {
+// watchLeases records which primary leases expired (and were not taken
+// again since) and wakes the leader's loop the moment one expires.
+func (c *Controller) watchLeases(ctx context.Context) {
 	prefix := c.s.Keys().Root() + "workloads/"
 	for ctx.Err() == nil {
-		for wr := range c.s.Client().Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithFilterPut()) {
+		for wr := range c.s.Client().Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix()) {
 			for _, ev := range wr.Events {
 				key := string(ev.Kv.Key)
 				if !strings.HasSuffix(key, "/lease") {
@@ -165,11 +166,16 @@ func (c *Controller) watchLeases(ctx context.Context, poke chan<- struct{}) {
 				}
 				w := strings.TrimSuffix(strings.TrimPrefix(key, prefix), "/lease")
 				c.mu.Lock()
+				if ev.Type == clientv3.EventTypePut {
+					delete(c.sawExpiry, w)
+					c.mu.Unlock()
+					continue
+				}
 				c.sawExpiry[w] = true
 				c.mu.Unlock()
 				c.log.Warn("primary lease gone", "workload", w)
 				select {
-				case poke <- struct{}{}:
+				case c.poke <- struct{}{}:
 				default:
 				}
 			}
