@@ -343,6 +343,24 @@ func TestRepo_Damage(t *testing.T) {
 			t.Errorf("failed restore left %s behind", dir)
 		}
 	})
+
+	t.Run("a backup part swapped for an intact object of another backup", func(t *testing.T) {
+		spec, r := clone(t, h.r, h.repo)
+		dst := filepath.Join(spec.dir, "orders", "backups", h.b[3].ID, h.b[3].Parts[0].Name)
+		src := filepath.Join(spec.dir, "orders", "backups", h.b[2].ID, h.b[2].Parts[0].Name)
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err = r.Restore(ctx, filepath.Join(testenv.Dir(t), "data"), backup.Target{Latest: true}, backup.RestoreOptions{RestoreCommand: "false", Parallel: 2})
+		t.Logf("Restore: %v", err)
+		if !errors.Is(err, backup.ErrCorrupt) || !strings.Contains(err.Error(), h.b[3].Parts[0].Name) || !strings.Contains(err.Error(), "manifest.json") {
+			t.Errorf("Restore of a swapped part: %v, want ErrCorrupt naming %s and manifest.json", err, h.b[3].Parts[0].Name)
+		}
+	})
 }
 
 func flipByte(t *testing.T, file string, off int64) {

@@ -401,31 +401,35 @@ func (r *Repo) prefetch(ctx context.Context, fail context.CancelCauseFunc, b *In
 	return p
 }
 
-// downloadPart writes one part, verified, to a temporary file.
+// downloadPart writes one part, verified, to a temporary file. The object
+// must declare the size and SHA-256 that manifest.json records for the
+// part (an object from elsewhere, intact but not this part, fails here),
+// and objstore checks the plaintext against that declaration as it reads.
 func (r *Repo) downloadPart(ctx context.Context, id string, part Part, tmp string) (string, error) {
 	key := r.partKey(id, part.Name)
-	rc, err := r.store.Get(ctx, key)
+	rc, info, err := r.store.GetInfo(ctx, key)
 	if err != nil {
 		return "", err
 	}
 	defer rc.Close()
+	if info.Size != part.Size || !strings.EqualFold(info.SHA256, part.SHA256) {
+		return "", fmt.Errorf("%s: %w: the object holds %d bytes with SHA-256 %s, manifest.json says %d bytes with SHA-256 %s",
+			key, ErrCorrupt, info.Size, info.SHA256, part.Size, part.SHA256)
+	}
 	f, err := os.CreateTemp(tmp, part.Name+"-")
 	if err != nil {
 		return "", err
 	}
-	h := sha256.New()
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), rc, make([]byte, 1<<20))
+	n, err := io.CopyBuffer(f, rc, make([]byte, 1<<20))
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && n != part.Size {
+		err = fmt.Errorf("%s: %w: read %d bytes, manifest.json says %d", key, ErrCorrupt, n, part.Size)
 	}
 	if err != nil {
 		os.Remove(f.Name())
 		return "", err
-	}
-	if sum := hex.EncodeToString(h.Sum(nil)); n != part.Size || sum != part.SHA256 {
-		os.Remove(f.Name())
-		return "", fmt.Errorf("%s: %w: %d bytes with SHA-256 %s, manifest.json says %d bytes with SHA-256 %s",
-			key, ErrCorrupt, n, sum, part.Size, part.SHA256)
 	}
 	return f.Name(), nil
 }

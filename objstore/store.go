@@ -409,23 +409,34 @@ func (s *Store) upload(ctx context.Context, key string, e *encoded, ifNotExist b
 // data until Read has returned io.EOF (write to a temporary file, rename
 // after). The caller closes the reader.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, _, err := s.GetInfo(ctx, key)
+	return rc, err
+}
+
+// GetInfo is Get that also returns what the object's header declares. Its
+// Size and SHA256 are what Read checks the plaintext against at the end,
+// so a caller that expects a given content can compare them first instead
+// of hashing the plaintext a second time.
+func (s *Store) GetInfo(ctx context.Context, key string) (io.ReadCloser, Info, error) {
 	br, err := s.bucket.NewReader(ctx, key, nil)
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, mapErr(err))
+		return nil, Info{}, fmt.Errorf("get %s: %w", key, mapErr(err))
 	}
 	r := bufio.NewReaderSize(br, 64<<10)
 	h, hb, err := readStoredHeader(r, br.Size())
 	if err != nil {
 		_ = br.Close()
-		return nil, fmt.Errorf("get %s: %w", key, err)
+		return nil, Info{}, fmt.Errorf("get %s: %w", key, err)
 	}
 	o, err := s.newObjectReader("get", key, h, hb, r)
 	if err != nil {
 		_ = br.Close()
-		return nil, err
+		return nil, Info{}, err
 	}
 	o.closer = br
-	return o, nil
+	info := infoFrom(key, h)
+	info.ModTime = br.ModTime()
+	return o, info, nil
 }
 
 // readStoredHeader reads the header of an object of stored bytes and checks
