@@ -114,6 +114,18 @@ func (c *Controller) pick(ctx context.Context, rb *runbook.Runbook) (string, err
 	if err != nil {
 		return "", err
 	}
+	// A leader that died after naming the new primary may not have saved
+	// its pick (progress is written in the background): the record is the
+	// truth, and picking again could name another node. (A stale read
+	// here only means picking again: promote's transaction then refuses.)
+	rec, _, _, err := c.s.Primary(ctx, w.Name, clientv3.WithSerializable())
+	if err != nil {
+		return "", err
+	}
+	if rec.Epoch == c.newEpoch(rb) && rec.Node != from.String() {
+		rb.Params["to"] = rec.Node
+		return fmt.Sprintf("%s, named primary by the previous controller leader", rec.Node), nil
+	}
 	deadline := time.Now().Add(c.t.Control.LeaseTTL + 2*time.Second)
 	for {
 		reports, err := c.reports(ctx, w.Name)

@@ -186,6 +186,71 @@ func TestZoneFailure(t *testing.T) {
 		})
 	})
 
+	t.Run("the controller leader dies in the middle of a failover", func(t *testing.T) {
+		leader := safeLeader(t, u)
+		victim := nodeNamed(t, u, leader)
+		old := primaryOf(u.Status(t).Workloads[0])
+		before := runbookIDs(t, u)
+		load, err := gameday.StartLoad(ctx, writer, 10*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := load.WaitAcksAfter(ctx, time.Time{}, 20); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		lifeline(t, u, "node", "kill", name(old))
+		// Kill the leader's agent once its runbook runs, before it ends.
+		var rb runbookView
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			if r, ok := newRunbook(t, u, before); ok && r.State == "running" {
+				rb = r
+				break
+			} else if ok {
+				t.Fatalf("the runbook ended before the leader could be killed: %+v", r)
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no failover runbook started")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := syscall.Kill(victim.AgentPID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("killed the controller leader %s (agent %d) %.2fs after the primary, with the runbook at %s",
+			leader, victim.AgentPID, time.Since(killed).Seconds(), rb.current())
+
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		defer wcancel()
+		if err := load.WaitAcksAfter(wctx, killed, 50); err != nil {
+			t.Fatalf("writes through the writer endpoint did not resume: %v", err)
+		}
+		res := load.Stop()
+		_, p := waitPrimary(t, u, name(old), time.Minute)
+		checkNoneLost(t, ctx, p, res)
+		for deadline := time.Now().Add(time.Minute); rb.State == "running"; {
+			if time.Now().After(deadline) {
+				t.Fatalf("the runbook did not end: %+v", rb)
+			}
+			time.Sleep(500 * time.Millisecond)
+			rb, _ = newRunbook(t, u, before)
+		}
+		if rb.ID != "" && (rb.State != "succeeded" || rb.Leader == leader) {
+			t.Errorf("runbook %s: state %s, last moved on by %s; want succeeded, completed by another controller than %s (%s)",
+				rb.ID, rb.State, rb.Leader, leader, rb.Error)
+		}
+		if n := len(runbookIDs(t, u)) - len(before); n != 1 {
+			t.Errorf("%d runbooks ran for one failover", n)
+		}
+		rto, _ := res.Recovery(killed)
+		t.Logf("primary %s -> %s, completed by controller %s; writes resumed %.2fs after the kill", name(old), name(p), rb.Leader, rto.Seconds())
+
+		lifeline(t, u, "node", "start", leader)
+		lifeline(t, u, "node", "start", name(old))
+		waitNode(t, u, name(old), "sync-standby", 2*time.Minute)
+		waitNode(t, u, leader, "standby", 2*time.Minute)
+	})
+
 	t.Run("a primary cut off from etcd fences itself before another is promoted", func(t *testing.T) {
 		old := primaryOf(u.Status(t).Workloads[0])
 		// Clients that write to the old primary directly, not through the
@@ -261,4 +326,110 @@ func TestZoneFailure(t *testing.T) {
 		}
 		waitPrimary(t, u, name(old), time.Minute)
 	})
+}
+
+// runbookView is a runbook as `lifeline runbooks --json` shows it.
+type runbookView struct {
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	State  string `json:"state"`
+	Leader string `json:"leader"`
+	Error  string `json:"error"`
+	Steps  []struct {
+		Name  string `json:"name"`
+		State string `json:"state"`
+	} `json:"steps"`
+}
+
+// current names the first step that has not ended.
+func (r runbookView) current() string {
+	for _, s := range r.Steps {
+		if s.State != "succeeded" && s.State != "skipped" {
+			return s.Name + " (" + s.State + ")"
+		}
+	}
+	return "its end"
+}
+
+func runbooks(t *testing.T, u *topotest.Up) []runbookView {
+	t.Helper()
+	var rbs []runbookView
+	if err := json.Unmarshal([]byte(lifeline(t, u, "runbooks", "--json")), &rbs); err != nil {
+		t.Fatal(err)
+	}
+	return rbs
+}
+
+func runbookIDs(t *testing.T, u *topotest.Up) map[string]bool {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, r := range runbooks(t, u) {
+		ids[r.ID] = true
+	}
+	return ids
+}
+
+// newRunbook returns the runbook that is not among before.
+func newRunbook(t *testing.T, u *topotest.Up, before map[string]bool) (runbookView, bool) {
+	t.Helper()
+	for _, r := range runbooks(t, u) {
+		if !before[r.ID] {
+			return r, true
+		}
+	}
+	return runbookView{}, false
+}
+
+func nodeNamed(t *testing.T, u *topotest.Up, node string) status.Node {
+	t.Helper()
+	for _, n := range u.Status(t).Workloads[0].Nodes {
+		if name(n) == node {
+			return n
+		}
+	}
+	t.Fatalf("no node %s", node)
+	return status.Node{}
+}
+
+// safeLeader makes the controller leader a node whose death costs neither
+// a failover candidate (it is in another region than the primary) nor an
+// embedded etcd member (hosted by each region's first zone), so that
+// killing it tests the controller alone. It restarts leaders that are not,
+// which puts them at the end of the election's queue.
+func safeLeader(t *testing.T, u *topotest.Up) string {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		rep := u.Status(t)
+		leader := rep.Controller
+		primary := primaryOf(rep.Workloads[0])
+		var node status.Node
+		for _, n := range rep.Workloads[0].Nodes {
+			if name(n) == leader {
+				node = n
+			}
+		}
+		first := map[string]string{} // region → its first zone
+		for _, n := range rep.Workloads[0].Nodes {
+			if _, ok := first[n.Region]; !ok {
+				first[n.Region] = n.Zone
+			}
+		}
+		switch {
+		case leader == "" || node.Region == "":
+			// An election is under way.
+		case node.Region != primary.Region && node.Zone != first[node.Region] && node.Healthy:
+			return leader
+		case leader == name(primary):
+			t.Fatalf("the controller leader is the primary %s", leader)
+		default:
+			t.Logf("the controller leader %s hosts a failover candidate or an etcd member: restarting it", leader)
+			lifeline(t, u, "node", "kill", leader)
+			lifeline(t, u, "node", "start", leader)
+			waitNode(t, u, leader, node.Role, 2*time.Minute)
+		}
+		if attempt > 10 {
+			t.Fatalf("could not make a safe node the controller leader (it is %q)", leader)
+		}
+		time.Sleep(time.Second)
+	}
 }

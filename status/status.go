@@ -14,6 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/router"
 	"github.com/lifeline-dr/lifeline/store"
@@ -22,8 +24,11 @@ import (
 // Report is the JSON shape of `lifeline status --json`. Fields are added
 // over time; none is renamed.
 type Report struct {
-	Name      string     `json:"name"`
-	Workloads []Workload `json:"workloads"`
+	Name string `json:"name"`
+	// Controller is the node whose agent leads the controller ("" while
+	// none does, e.g. during an election).
+	Controller string     `json:"controller"`
+	Workloads  []Workload `json:"workloads"`
 }
 
 // Workload is one workload's state.
@@ -93,6 +98,11 @@ type Node struct {
 // Collect reads the state of every workload of t.
 func Collect(ctx context.Context, s *store.Store, t *lifeline.Topology) (*Report, error) {
 	rep := &Report{Name: t.Name}
+	leader, err := ControllerLeader(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	rep.Controller = leader
 	for i := range t.Workloads {
 		w := &t.Workloads[i]
 		f, err := Read(ctx, s, w.Name)
@@ -102,6 +112,19 @@ func Collect(ctx context.Context, s *store.Store, t *lifeline.Topology) (*Report
 		rep.Workloads = append(rep.Workloads, Build(t, w, f))
 	}
 	return rep, nil
+}
+
+// ControllerLeader names the controller leader: the candidate whose
+// election key is the oldest (how etcd's concurrency.Election orders them).
+func ControllerLeader(ctx context.Context, s *store.Store) (string, error) {
+	resp, err := s.Client().Get(ctx, s.Keys().Election("controller")+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return "", fmt.Errorf("read the controller leader: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
 }
 
 // Read gathers a workload's facts from the store.
@@ -229,6 +252,7 @@ func lag(primary lifeline.LSN, st lifeline.NodeStatus, r lifeline.ReplicaStatus)
 
 // WriteTable prints the report for a terminal.
 func (r *Report) WriteTable(out io.Writer) error {
+	fmt.Fprintf(out, "controller leader: %s\n\n", orDash(r.Controller))
 	for i, w := range r.Workloads {
 		if i > 0 {
 			fmt.Fprintln(out)
