@@ -529,16 +529,20 @@ type NodeStatus struct {
 	Streaming bool `json:"streaming"`
 	// Fenced is set by a primary's agent that stopped its server because it
 	// could not renew its lease.
-	Fenced      bool      `json:"fenced,omitempty"`
-	Address     string    `json:"address"`
-	Port        int       `json:"port"`
-	AgentPID    int       `json:"agent_pid"`
-	PostgresPID int       `json:"postgres_pid"`
-	Timeline    int64     `json:"timeline"`
-	LSN         string    `json:"lsn"`
-	ReceiveLSN  string    `json:"receive_lsn,omitempty"`
-	Error       string    `json:"error,omitempty"`
-	Reported    time.Time `json:"reported"`
+	Fenced      bool   `json:"fenced,omitempty"`
+	Address     string `json:"address"`
+	Port        int    `json:"port"`
+	AgentPID    int    `json:"agent_pid"`
+	PostgresPID int    `json:"postgres_pid"`
+	Timeline    int64  `json:"timeline"`
+	LSN         string `json:"lsn"`
+	ReceiveLSN  string `json:"receive_lsn,omitempty"`
+	// SpareLease is the etcd lease a node that is not primary keeps alive
+	// for the primary role: a failover attaches the primary lease key to it
+	// when it names the node, so the node promotes without a write of its own.
+	SpareLease int64     `json:"spare_lease,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Reported   time.Time `json:"reported"`
 	// Replicas is filled in by a primary from pg_stat_replication.
 	Replicas []ReplicaStatus `json:"replicas,omitempty"`
 }

@@ -72,6 +72,9 @@ func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, 
 	keys := a.store.Keys()
 	leaseKey := keys.Lease(l.r.w.Name)
 	val, _ := json.Marshal(lifeline.LeaseRecord{Node: rec.Node, Epoch: rec.Epoch})
+	if l.adoptHandoff(ctx, rec) {
+		return nil
+	}
 	grant, sent, err := l.takeSpare(ctx)
 	if err != nil {
 		return fmt.Errorf("grant primary lease: %w", err)
@@ -90,8 +93,17 @@ func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, 
 		l.set(grant.ID, rec.Epoch, sent)
 		return nil
 	}
-	_, _ = cli.Revoke(context.Background(), grant.ID)
 	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) > 0 && clientv3.LeaseID(kvs[0].Lease) == grant.ID {
+		// The controller attached the key to this very lease (a handoff
+		// the read above missed): it is ours, and revoking it would drop it.
+		var have lifeline.LeaseRecord
+		if json.Unmarshal(kvs[0].Value, &have) == nil && have.Node == rec.Node && have.Epoch == rec.Epoch {
+			l.set(grant.ID, rec.Epoch, sent)
+			return nil
+		}
+	}
+	_, _ = cli.Revoke(context.Background(), grant.ID)
 	if len(kvs) == 0 {
 		return fmt.Errorf("take primary lease: the primary record changed")
 	}
@@ -110,6 +122,54 @@ func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, 
 	}
 	l.set(id, rec.Epoch, sent)
 	return nil
+}
+
+// adoptHandoff takes the primary lease when the controller already
+// attached the lease key to this node's spare lease while naming it
+// primary: no etcd write, so the promotion starts one round trip sooner.
+// The fencing deadline counts from the spare's last renewal, as for a
+// spare taken by acquire.
+func (l *primaryLease) adoptHandoff(ctx context.Context, rec lifeline.PrimaryRecord) bool {
+	l.mu.Lock()
+	spare, sent := l.spare, l.spareSent
+	l.mu.Unlock()
+	if spare == 0 {
+		return false
+	}
+	resp, err := l.r.a.store.Client().Get(ctx, l.r.a.store.Keys().Lease(l.r.w.Name), clientv3.WithSerializable())
+	if err != nil || len(resp.Kvs) == 0 || clientv3.LeaseID(resp.Kvs[0].Lease) != spare {
+		return false
+	}
+	var have lifeline.LeaseRecord
+	if json.Unmarshal(resp.Kvs[0].Value, &have) != nil || have.Node != rec.Node || have.Epoch != rec.Epoch {
+		return false
+	}
+	if time.Since(sent) >= l.r.a.cfg.Topology.Control.CheckInterval {
+		// Not renewed lately: renew it now, and count from this renewal.
+		now := time.Now()
+		if ka, err := l.r.a.store.Client().KeepAliveOnce(ctx, spare); err != nil || ka.TTL <= 0 {
+			return false
+		}
+		sent = now
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.spare != spare {
+		return false // renewed into a new spare meanwhile: take the slow path
+	}
+	l.spare = 0
+	l.id, l.epoch, l.deadline = spare, rec.Epoch, sent.Add(l.window())
+	return true
+}
+
+// spareID is the spare lease, 0 when there is none.
+func (l *primaryLease) spareID() clientv3.LeaseID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.id != 0 {
+		return 0
+	}
+	return l.spare
 }
 
 // takeSpare returns the spare lease, or a new one, and the moment from

@@ -350,6 +350,14 @@ func (r *workloadRunner) reconcile(ctx context.Context) error {
 }
 
 func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.PrimaryRecord, rev int64) error {
+	var newer <-chan bool
+	if r.pg.Running() && r.role() != lifeline.RolePrimary {
+		// About to promote: read the archive's timelines while the lease is
+		// taken, not after (both cross the network).
+		c := make(chan bool, 1)
+		go func() { c <- r.archiveHasNewerTimeline(ctx) }()
+		newer = c
+	}
 	if !r.lease.valid(time.Now(), rec.Epoch) {
 		if r.role() == lifeline.RolePrimary {
 			r.fence("no valid primary lease")
@@ -378,7 +386,7 @@ func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.Prim
 	}
 	settings := r.settings(postgres.Settings{AppName: r.me.Slug(), SyncStandbyNames: r.syncNames(ctx)})
 	if r.pg.Running() && r.role() != lifeline.RolePrimary {
-		if err := r.promote(ctx, settings); err != nil {
+		if err := r.promote(ctx, settings, newer); err != nil {
 			return err
 		}
 	} else if err := r.apply(ctx, settings, lifeline.RolePrimary); err != nil {
@@ -403,25 +411,32 @@ func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.Prim
 // The synchronous standbys are named before the promotion, so that no
 // commit is acknowledged by this server alone, and standby.signal is left
 // for PostgreSQL to remove: it ends recovery on a new timeline.
-func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings) error {
+func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings, newerTimeline <-chan bool) error {
 	r.log.Warn("promoting to primary")
 	start := time.Now()
 	var pre postgres.Settings
 	if err := json.Unmarshal([]byte(r.configured), &pre); err != nil || pre.Upstream == nil {
 		return fmt.Errorf("promote: the running server's settings are unknown: %v", err)
 	}
-	pre.SyncStandbyNames = settings.SyncStandbyNames
-	if !r.archiveHasNewerTimeline(ctx) {
+	if newerTimeline == nil || !<-newerTimeline {
 		// Nothing in the archive for PostgreSQL to skip when it picks the
 		// new timeline: promote without archive lookups (one process each).
 		r.setArchiveOff(true)
 		defer r.setArchiveOff(false)
 	}
-	if err := r.pg.WriteConfig(pre); err != nil {
-		return err
-	}
-	if err := r.pg.Reload(); err != nil {
-		return err
+	if pre.SyncStandbyNames == "" && settings.SyncStandbyNames != "" {
+		// A standby configured by an older version: name them now, and
+		// wait for the reload (a promotion needs no other reload: a
+		// standby runs with the names it would use as primary).
+		pre.SyncStandbyNames = settings.SyncStandbyNames
+		if err := r.pg.WriteConfig(pre); err != nil {
+			return err
+		}
+		if err := r.pg.Reload(); err != nil {
+			return err
+		}
+		b, _ := json.Marshal(pre)
+		r.configured = string(b)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -562,7 +577,16 @@ func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.
 	// one process per file, and that delays both the switch to the new
 	// timeline and, with RPO 0, the first commit it acknowledges.
 	r.setArchiveOff(time.Since(r.repointed) < repointWindow)
-	settings := r.settings(postgres.Settings{AppName: r.me.Slug(), Upstream: &up})
+	// The synchronous standbys it would have as primary, named ahead (no
+	// effect on a standby): a promotion then needs no reload first.
+	// Every candidate is named, alive or not: a dead one acknowledges
+	// nothing, so the rule is as strict as the primary's own.
+	var peers []string
+	for _, id := range t.SyncCandidates(r.w, r.me) {
+		peers = append(peers, id.Slug())
+	}
+	settings := r.settings(postgres.Settings{AppName: r.me.Slug(), Upstream: &up,
+		SyncStandbyNames: postgres.SyncStandbyNames(r.w.Database.Sync, peers)})
 	if err := r.apply(ctx, settings, lifeline.RoleStandby); err != nil {
 		return err
 	}
@@ -681,6 +705,7 @@ func (r *workloadRunner) publish(ctx context.Context) error {
 			break
 		}
 		st.InRecovery = pst.InRecovery
+		st.SpareLease = int64(r.lease.spareID())
 		st.Streaming = pst.Upstream == "streaming"
 		st.LSN = pst.LSN.String()
 		st.Timeline = pst.Timeline

@@ -116,8 +116,11 @@ func (c *Controller) lead(ctx context.Context, el *concurrency.Election) {
 	c.missing = map[string]time.Time{}
 	c.mu.Unlock()
 
+	// Leading ends when ctx does or when asked to step down: either way the
+	// goroutines started here stop first.
+	ctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() { stop(); wg.Wait() }()
 	if open, err := engine.Unfinished(ctx); err == nil {
 		for _, rb := range open {
 			c.log.Warn("resuming runbook", "id", rb.ID, "kind", rb.Kind)
@@ -144,6 +147,9 @@ func (c *Controller) lead(ctx context.Context, el *concurrency.Election) {
 			wg.Add(1)
 			go func() { defer wg.Done(); c.placeEtcdLeader(ctx) }()
 		}
+		if c.askedToResign(ctx) {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -151,6 +157,32 @@ func (c *Controller) lead(ctx context.Context, el *concurrency.Election) {
 		case <-c.poke:
 		}
 	}
+}
+
+// askedToResign reports whether an operator asked this leader to step down
+// (`lifeline controller resign`), and clears the request. A leader running
+// a runbook finishes it first: a handover mid-runbook is for crashes.
+func (c *Controller) askedToResign(ctx context.Context) bool {
+	key := c.s.Keys().Resign("controller")
+	resp, err := c.s.Client().Get(ctx, key, clientv3.WithSerializable())
+	if err != nil || len(resp.Kvs) == 0 || string(resp.Kvs[0].Value) != c.cfg.Name {
+		return false
+	}
+	c.mu.Lock()
+	busy := false
+	for _, running := range c.running {
+		busy = busy || running
+	}
+	c.mu.Unlock()
+	if busy {
+		return false
+	}
+	_, _ = c.s.Client().Txn(ctx).
+		If(clientv3.Compare(clientv3.Value(key), "=", c.cfg.Name)).
+		Then(clientv3.OpDelete(key)).
+		Commit()
+	c.log.Warn("stepping down as controller leader, as asked")
+	return true
 }
 
 // watchLeases records which primary leases expired (and were not taken

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
@@ -220,10 +221,27 @@ func (c *Controller) promote(ctx context.Context, rb *runbook.Runbook) (string, 
 		if g, ok := runbook.Guard(ctx); ok {
 			cmps = append(cmps, g)
 		}
-		resp, err := c.s.Client().Txn(ctx).
-			If(cmps...).
-			Then(clientv3.OpPut(keys.Primary(rb.Workload), string(b))).
-			Commit()
+		ops := []clientv3.Op{clientv3.OpPut(keys.Primary(rb.Workload), string(b))}
+		// Hand the primary lease over with the record: bound to the lease
+		// the chosen node keeps alive for this, so it promotes without a
+		// write of its own, and the key vanishes with that node if it
+		// dies before it promotes.
+		var handoff []clientv3.Op
+		if reports, err := c.reports(ctx, rb.Workload); err == nil && reports[want.Node].SpareLease != 0 {
+			lease, _ := json.Marshal(lifeline.LeaseRecord{Node: want.Node, Epoch: want.Epoch})
+			handoff = append(ops, clientv3.OpPut(keys.Lease(rb.Workload), string(lease),
+				clientv3.WithLease(clientv3.LeaseID(reports[want.Node].SpareLease))))
+		}
+		var resp *clientv3.TxnResponse
+		if handoff != nil {
+			resp, err = c.s.Client().Txn(ctx).If(cmps...).Then(handoff...).Commit()
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				handoff = nil // its spare lease expired: the node takes the lease itself
+			}
+		}
+		if handoff == nil {
+			resp, err = c.s.Client().Txn(ctx).If(cmps...).Then(ops...).Commit()
+		}
 		if err != nil {
 			return "", err
 		}

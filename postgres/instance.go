@@ -55,7 +55,9 @@ type Settings struct {
 	Upstream *Upstream
 	// AppName identifies this node in the primary's pg_stat_replication.
 	AppName string
-	// SyncStandbyNames is synchronous_standby_names when primary.
+	// SyncStandbyNames is synchronous_standby_names. A standby ignores it;
+	// one that carries the names it would use as primary is promoted
+	// without a reload first.
 	SyncStandbyNames string
 	// Extra settings (archive_command, ...).
 	Extra map[string]string

@@ -55,6 +55,10 @@ func (k Keys) AuditPrefix() string { return k.root + "audit/" }
 
 func (k Keys) Election(name string) string { return path.Join(k.root, "election", name) }
 
+// Resign holds the name of an election's leader that an operator asked to
+// step down (outside the candidates' prefix).
+func (k Keys) Resign(name string) string { return k.Election(name) + "-resign" }
+
 // ControlPrefix is where a workload's routing controls live, one key per region.
 func (k Keys) ControlPrefix(w string) string { return k.workload(w) + "controls/" }
 

@@ -9,9 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/grpclog"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/lifeline-dr/lifeline"
 )
@@ -33,19 +36,44 @@ type Store struct {
 
 // Connect opens a client to the cluster's control store. It does not wait
 // for a quorum: calls fail with their context until there is one.
-func Connect(endpoints []string, cluster string) (*Store, error) {
-	cli, err := clientv3.New(clientv3.Config{
+func Connect(endpoints []string, cluster string, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	cfg := clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          3 * time.Second,
 		DialKeepAliveTime:    2 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,
 		Logger:               zap.NewNop(),
 		AutoSyncInterval:     0,
-	})
+	}
+	if o.requireLeader {
+		cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainUnaryInterceptor(requireLeader))
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("control store %s: %w", strings.Join(endpoints, ","), err)
 	}
 	return &Store{cli: cli, keys: NewKeys(cluster)}, nil
+}
+
+// Option tunes Connect.
+type Option func(*options)
+
+type options struct{ requireLeader bool }
+
+// RequireLeader makes a member cut off from the others refuse requests at
+// once ("no leader"), where it would hold them until they time out; the
+// client then reads from another member. For operators' commands, which
+// must answer while any member is partitioned. Agents do without it: a
+// write that waits out an etcd election beats one that fails.
+func RequireLeader() Option { return func(o *options) { o.requireLeader = true } }
+
+func requireLeader(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	ctx = metadata.AppendToOutgoingContext(ctx, rpctypes.MetadataRequireLeaderKey, rpctypes.MetadataHasLeader)
+	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
 // Close releases the client.

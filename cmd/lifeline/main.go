@@ -50,7 +50,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore(), newRouting())
+	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newController(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore(), newRouting())
 	return root
 }
 
@@ -61,7 +61,7 @@ func openStore(dataDir string) (*lifeline.Topology, *store.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := store.Connect(agent.OperatorEndpoints(t), t.Name)
+	s, err := store.Connect(agent.OperatorEndpoints(t), t.Name, store.RequireLeader())
 	if err != nil {
 		return nil, nil, err
 	}
