@@ -159,6 +159,7 @@ func (l *primaryLease) adoptHandoff(ctx context.Context, rec lifeline.PrimaryRec
 	}
 	l.spare = 0
 	l.id, l.epoch, l.deadline = spare, rec.Epoch, sent.Add(l.window())
+	l.r.log.Info("the controller handed the primary lease over", "epoch", rec.Epoch)
 	return true
 }
 
