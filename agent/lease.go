@@ -144,8 +144,10 @@ func (l *primaryLease) adoptHandoff(ctx context.Context, rec lifeline.PrimaryRec
 	if json.Unmarshal(resp.Kvs[0].Value, &have) != nil || have.Node != rec.Node || have.Epoch != rec.Epoch {
 		return false
 	}
-	if time.Since(sent) >= l.r.a.cfg.Topology.Control.CheckInterval {
-		// Not renewed lately: renew it now, and count from this renewal.
+	if time.Since(sent) >= l.window()/2 {
+		// Not renewed lately (renewals come every check interval): renew
+		// it now, and count from this renewal. A spare renewed within half
+		// the window leaves the primary at least that long to renew again.
 		now := time.Now()
 		if ka, err := l.r.a.store.Client().KeepAliveOnce(ctx, spare); err != nil || ka.TTL <= 0 {
 			return false

@@ -55,6 +55,11 @@ type workloadRunner struct {
 	upstream  postgres.Upstream
 	repointed time.Time
 
+	// timelines caches what the archive said about timelines after this
+	// standby's, refreshed in the background, so that a promotion need
+	// not ask it on the way.
+	timelines timelineCheck
+
 	mu         sync.Mutex
 	primary    lifeline.PrimaryRecord
 	fenced     string        // why the server was fenced; "" when not
@@ -352,10 +357,10 @@ func (r *workloadRunner) reconcile(ctx context.Context) error {
 func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.PrimaryRecord, rev int64) error {
 	var newer <-chan bool
 	if r.pg.Running() && r.role() != lifeline.RolePrimary {
-		// About to promote: read the archive's timelines while the lease is
-		// taken, not after (both cross the network).
+		// About to promote: learn about the archive's timelines while the
+		// lease is taken, not after (both cross the network).
 		c := make(chan bool, 1)
-		go func() { c <- r.archiveHasNewerTimeline(ctx) }()
+		go func() { c <- r.archiveHasNewerTimeline(ctx, true) }()
 		newer = c
 	}
 	if !r.lease.valid(time.Now(), rec.Epoch) {
@@ -473,16 +478,27 @@ const repointWindow = 10 * time.Second
 // archiveHasNewerTimeline reports whether the region's archive holds a
 // timeline after this standby's own, or cannot tell: the promotion then
 // keeps restore_command so that PostgreSQL picks a timeline nobody used.
-func (r *workloadRunner) archiveHasNewerTimeline(ctx context.Context) bool {
+//
+// With cached true, a result the background check found within the last
+// timelineCheckFresh for a timeline at least as new as the one pg_wal
+// knows now is taken as it is: only a promotion makes a new timeline, and
+// this one is the only one under way (the controller runs one failover at
+// a time).
+func (r *workloadRunner) archiveHasNewerTimeline(ctx context.Context, cached bool) bool {
 	if r.archive == nil {
 		return false // no archive, no restore_command
 	}
-	cctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
 	tli, err := r.pg.KnownTimeline()
 	if err != nil {
 		return true
 	}
+	if cached {
+		if newer, ok := r.timelines.get(tli); ok {
+			return newer
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
 	if st, err := r.pg.Status(cctx); err == nil && st.Timeline > int64(tli) {
 		tli = uint32(st.Timeline)
 	}
@@ -493,10 +509,55 @@ func (r *workloadRunner) archiveHasNewerTimeline(ctx context.Context) bool {
 	defer repo.Close()
 	newer, err := repo.TimelineAfter(cctx, tli)
 	if err != nil {
-		r.log.Warn("promotion: cannot read the archive's timelines; promoting with restore_command", "err", err)
+		r.log.Warn("cannot read the archive's timelines; a promotion would keep restore_command", "err", err)
 		return true
 	}
+	r.timelines.set(tli, newer)
 	return newer
+}
+
+// timelineCheckFresh is how long a background look at the archive's
+// timelines stands in for a look at promotion time.
+const timelineCheckFresh = 10 * time.Second
+
+type timelineCheck struct {
+	mu      sync.Mutex
+	at      time.Time
+	tli     uint32
+	newer   bool
+	running bool
+}
+
+func (c *timelineCheck) get(known uint32) (newer, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() || time.Since(c.at) > timelineCheckFresh || c.tli < known {
+		return false, false
+	}
+	return c.newer, true
+}
+
+func (c *timelineCheck) set(tli uint32, newer bool) {
+	c.mu.Lock()
+	c.at, c.tli, c.newer = time.Now(), tli, newer
+	c.mu.Unlock()
+}
+
+// refreshTimelines looks at the archive's timelines in the background when
+// the last look is getting old.
+func (r *workloadRunner) refreshTimelines(ctx context.Context) {
+	c := &r.timelines
+	c.mu.Lock()
+	due := !c.running && time.Since(c.at) > timelineCheckFresh/2
+	c.running = c.running || due
+	c.mu.Unlock()
+	if !due || r.archive == nil {
+		return
+	}
+	go func() {
+		defer func() { c.mu.Lock(); c.running = false; c.mu.Unlock() }()
+		r.archiveHasNewerTimeline(ctx, false)
+	}()
 }
 
 // syncNames is synchronous_standby_names for this primary. With RPO 0 every
@@ -589,6 +650,9 @@ func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.
 		SyncStandbyNames: postgres.SyncStandbyNames(r.w.Database.Sync, peers)})
 	if err := r.apply(ctx, settings, lifeline.RoleStandby); err != nil {
 		return err
+	}
+	if r.pg.Running() {
+		r.refreshTimelines(ctx)
 	}
 	if !r.standbySlots {
 		// Best effort: a failover works without them, a little slower.
