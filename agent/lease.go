@@ -265,7 +265,9 @@ func (l *primaryLease) renew(ctx context.Context) error {
 }
 
 // hold renews the lease every check interval and fences the server the
-// moment the deadline passes without a renewal.
+// moment the deadline passes without a renewal. Renewals run off the loop:
+// one that hangs on a member cut off from the others must not hold the
+// fencing back past the deadline.
 func (l *primaryLease) hold(ctx context.Context) {
 	interval := l.r.a.cfg.Topology.Control.CheckInterval
 	renew := time.NewTicker(interval)
@@ -273,6 +275,8 @@ func (l *primaryLease) hold(ctx context.Context) {
 	fence := time.NewTimer(time.Hour)
 	defer fence.Stop()
 	var fencedFor time.Time // the deadline already acted on
+	renewed := make(chan error, 1)
+	renewing := false
 	for {
 		fence.Reset(time.Hour)
 		if deadline := l.expiresBy(); !deadline.IsZero() && !deadline.Equal(fencedFor) {
@@ -282,8 +286,17 @@ func (l *primaryLease) hold(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-renew.C:
-			l.keepSpare(ctx)
-			if err := l.renew(ctx); err != nil {
+			if renewing {
+				continue
+			}
+			renewing = true
+			go func() {
+				l.keepSpare(ctx)
+				renewed <- l.renew(ctx)
+			}()
+		case err := <-renewed:
+			renewing = false
+			if err != nil {
 				l.r.log.Warn("primary lease not renewed", "err", err, "fence_in", time.Until(l.expiresBy()).Round(time.Millisecond))
 			}
 		case <-fence.C:
