@@ -413,17 +413,18 @@ func safeLeader(t *testing.T, u *topotest.Up) string {
 				first[n.Region] = n.Zone
 			}
 		}
-		if node.Region != "" && node.Region != primary.Region && node.Zone != first[node.Region] && node.Healthy {
+		safe := node.Region != "" && node.Region != primary.Region && node.Zone != first[node.Region]
+		if safe && node.Healthy {
 			return leader
 		}
-		if attempt >= 2*len(rep.Workloads[0].Nodes) {
-			t.Fatalf("could not make a safe node the controller leader (it is %q)", leader)
+		if attempt >= 4*len(rep.Workloads[0].Nodes) {
+			t.Fatalf("could not make a safe, healthy node the controller leader (it is %q)", leader)
 		}
-		if leader != "" {
+		if leader != "" && !safe {
 			t.Logf("the controller leader %s is the primary, a failover candidate or an etcd member: asking it to resign", leader)
 			lifeline(t, u, "controller", "resign")
 		} else {
-			time.Sleep(time.Second) // an election is under way
+			time.Sleep(time.Second) // an election is under way, or the leader catches up
 		}
 	}
 }
