@@ -159,3 +159,32 @@ func FuzzPick(f *testing.F) {
 		}
 	})
 }
+
+func TestStalledStreams(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	report := func(lsn string, at time.Duration, streaming bool) map[string]lifeline.NodeStatus {
+		return map[string]lifeline.NodeStatus{"eu-west/b": {Node: "eu-west/b", ReceiveLSN: lsn, Streaming: streaming, Reported: t0.Add(at)}}
+	}
+	steps := []struct {
+		reports       map[string]lifeline.NodeStatus
+		wantStreaming bool
+	}{
+		{report("0/100", 0, true), true},
+		{report("0/100", 500*time.Millisecond, true), true}, // not long enough
+		{report("0/200", 1000*time.Millisecond, true), true}, // moved: starts over
+		{report("0/200", 1500*time.Millisecond, true), true},
+		{report("0/200", 2000*time.Millisecond, true), false}, // still for 1s: stalled
+		{report("0/200", 2500*time.Millisecond, false), false},
+	}
+	s := controller.NewStalledStreams()
+	for i, step := range steps {
+		in := step.reports["eu-west/b"].Streaming
+		got := s.Settle(step.reports, time.Second)["eu-west/b"].Streaming
+		if got != step.wantStreaming {
+			t.Errorf("step %d: streaming = %v, want %v", i, got, step.wantStreaming)
+		}
+		if step.reports["eu-west/b"].Streaming != in {
+			t.Errorf("step %d: the input was changed", i)
+		}
+	}
+}

@@ -128,11 +128,13 @@ func (c *Controller) pick(ctx context.Context, rb *runbook.Runbook) (string, err
 		return fmt.Sprintf("%s, named primary by the previous controller leader", rec.Node), nil
 	}
 	deadline := time.Now().Add(c.t.Control.LeaseTTL + 2*time.Second)
+	stalls := stalledStreams{}
 	for {
 		reports, err := c.reports(ctx, w.Name)
 		if err != nil {
 			return "", err
 		}
+		reports = stalls.settle(reports, 2*c.t.Control.CheckInterval)
 		to, lsn, err := Pick(c.t, w, from, reports, time.Now())
 		if err == nil {
 			rb.Params["to"], rb.Params["to_lsn"] = to.String(), lsn.String()
@@ -347,6 +349,37 @@ func slugs(ids []lifeline.NodeID) []string {
 	out := make([]string, len(ids))
 	for i, id := range ids {
 		out[i] = id.String()
+	}
+	return out
+}
+
+// stalledStreams tells a stream that stalled from one that still brings
+// WAL. Once the old primary's lease is gone it is fenced, so nothing new
+// can come; but a standby cut off from it (a partition: nothing closes the
+// connection) reports "streaming" until wal_receiver_timeout. A standby
+// whose received position has not moved across reports spanning `after`
+// has everything it will get: its position is final.
+type stalledStreams map[string]struct {
+	lsn   string
+	since time.Time // the report that first showed lsn
+}
+
+// settle returns the reports with the stalled streams marked as not
+// streaming (a copy; the input is not changed).
+func (s stalledStreams) settle(reports map[string]lifeline.NodeStatus, after time.Duration) map[string]lifeline.NodeStatus {
+	out := make(map[string]lifeline.NodeStatus, len(reports))
+	for name, st := range reports {
+		if st.Streaming {
+			seen, ok := s[name]
+			if !ok || seen.lsn != st.ReceiveLSN {
+				seen.lsn, seen.since = st.ReceiveLSN, st.Reported
+				s[name] = seen
+			}
+			if st.Reported.Sub(seen.since) >= after {
+				st.Streaming = false
+			}
+		}
+		out[name] = st
 	}
 	return out
 }
