@@ -170,7 +170,7 @@ func TestStalledStreams(t *testing.T) {
 		wantStreaming bool
 	}{
 		{report("0/100", 0, true), true},
-		{report("0/100", 500*time.Millisecond, true), true}, // not long enough
+		{report("0/100", 500*time.Millisecond, true), true},  // not long enough
 		{report("0/200", 1000*time.Millisecond, true), true}, // moved: starts over
 		{report("0/200", 1500*time.Millisecond, true), true},
 		{report("0/200", 2000*time.Millisecond, true), false}, // still for 1s: stalled
