@@ -43,10 +43,11 @@
 //     does it write manifest.json. A failed backup leaves no manifest.
 //   - Restore is exact or fails. It picks the newest backup that ended at or
 //     before the target, checks the archive's listing for a hole between the
-//     backup and the target (ErrWALGap), verifies every part (objstore's
-//     checks, then size and SHA-256 against manifest.json) before extracting
-//     it, and every extracted file against backup_manifest (size and
-//     SHA-256). Recovery stops at the target inclusively (every transaction
+//     backup and the target (ErrWALGap), verifies every part (size and
+//     SHA-256 against manifest.json, objstore's checks as it is read), and
+//     every extracted file against backup_manifest (size and checksum:
+//     CRC-32C for backups taken since Lifeline asks the server for it,
+//     SHA-256 before); on any failure it clears the directory. Recovery stops at the target inclusively (every transaction
 //     committed at or before a time; up to and including the record at an
 //     LSN), follows the newest timeline, and promotes. PostgreSQL 15 itself
 //     refuses to promote when WAL ends before a time or LSN target
