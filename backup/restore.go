@@ -561,8 +561,8 @@ func writeFile(name string, perm os.FileMode, owner *postgres.Owner, r io.Reader
 			break
 		}
 		if rerr != nil {
-			err = rerr
-			break
+			f.Close()
+			return 0, "", rerr // the backup's error, not the file's
 		}
 	}
 	if err == nil && n-flushed >= writeBackMin {
