@@ -570,7 +570,9 @@ func (s *tarScan) header() {
 				s.err = fmt.Errorf("%s is %d bytes, larger than %d", name, h.Size, limit)
 				return
 			}
-			*s.dst = make([]byte, 0, h.Size)
+			// Grown as the data arrives: a header alone must not make
+			// us allocate.
+			*s.dst = make([]byte, 0, min(h.Size, 64<<10))
 		}
 	case tar.TypeDir:
 	default:
