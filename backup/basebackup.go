@@ -179,9 +179,9 @@ func (r *Repo) Backup(ctx context.Context, src Source, opt BackupOptions) (_ *In
 	if info.From == "primary" && !idn.archiving {
 		return nil, fmt.Errorf("backup %s: the source does not archive WAL (archive_mode is off), so the backup could never be restored", id)
 	}
-	if bb.endLSN != info.StopLSN || bb.startLSN != info.StartLSN {
-		return nil, fmt.Errorf("backup %s: the server reported WAL from %s to %s, backup_label and backup_manifest say %s to %s",
-			id, bb.startLSN, bb.endLSN, info.StartLSN, info.StopLSN)
+	if bb.endLSN != info.StopLSN || bb.startLSN != info.StartLSN || bb.endTimeline != info.StopTimeline {
+		return nil, fmt.Errorf("backup %s: the server reported WAL from %s to %s on timeline %d, backup_label and backup_manifest say %s to %s on timeline %d",
+			id, bb.startLSN, bb.endLSN, bb.endTimeline, info.StartLSN, info.StopLSN, info.StopTimeline)
 	}
 	info.ID, info.Workload, info.Node = id, r.workload, src.Node
 	info.Parts, info.Bytes, info.StoredBytes = sp.result()

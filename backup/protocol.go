@@ -37,7 +37,8 @@ const manifestChecksums = "CRC32C"
 // reader's share of a core small.
 const streamBuffer = 1 << 20
 
-// maxMessage bounds one protocol message outside the COPY stream.
+// maxMessage bounds one protocol message: a damaged or hostile length must
+// not make us allocate without limit (the server sends 32 kB CopyData).
 const maxMessage = 1 << 30
 
 // baseBackupResult is what the server says around the archive.
