@@ -1,8 +1,10 @@
 package backup_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/backup"
 	"github.com/lifeline-dr/lifeline/internal/testenv"
+	"github.com/lifeline-dr/lifeline/objstore"
 	"github.com/lifeline-dr/lifeline/postgres"
 )
 
@@ -359,6 +362,69 @@ func TestRepo_Damage(t *testing.T) {
 		t.Logf("Restore: %v", err)
 		if !errors.Is(err, backup.ErrCorrupt) || !strings.Contains(err.Error(), h.b[3].Parts[0].Name) || !strings.Contains(err.Error(), "manifest.json") {
 			t.Errorf("Restore of a swapped part: %v, want ErrCorrupt naming %s and manifest.json", err, h.b[3].Parts[0].Name)
+		}
+	})
+	t.Run("a file changed inside parts that are themselves intact", func(t *testing.T) {
+		// Someone re-encodes a part with one byte of PG_VERSION changed and
+		// fixes manifest.json to match: every object passes its own checks,
+		// only backup_manifest's checksum of the file can tell.
+		spec, r := clone(t, h.r, h.repo)
+		store, err := objstore.Open(ctx, spec.url, objstore.Options{Key: spec.key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		b := h.b[3]
+		prefix := "orders/backups/" + b.ID + "/"
+		changed := false
+		for i, p := range b.Parts {
+			rc, err := store.Get(ctx, prefix+p.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for off := 0; off+1024 <= len(data); off += 512 {
+				if string(data[off:off+11]) == "PG_VERSION\x00" {
+					data[off+512] ^= 0x01 // "15\n" becomes "05\n"
+					changed = true
+					break
+				}
+			}
+			if !changed {
+				continue
+			}
+			info, err := store.Put(ctx, prefix+p.Name, bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b2 := *b
+			b2.Parts = append([]backup.Part(nil), b.Parts...)
+			b2.StoredBytes += info.StoredSize - p.StoredSize
+			b2.Parts[i].SHA256, b2.Parts[i].StoredSize = info.SHA256, info.StoredSize
+			j, err := b2.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.Put(ctx, prefix+"manifest.json", bytes.NewReader(j)); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if !changed {
+			t.Fatal("PG_VERSION not found in the backup's parts")
+		}
+		dir := filepath.Join(testenv.Dir(t), "data")
+		_, err = r.Restore(ctx, dir, backup.Target{Latest: true}, backup.RestoreOptions{RestoreCommand: "false", Parallel: 2})
+		t.Logf("Restore: %v", err)
+		if !errors.Is(err, backup.ErrCorrupt) || !strings.Contains(err.Error(), "PG_VERSION") || !strings.Contains(err.Error(), "backup_manifest") {
+			t.Errorf("Restore of a changed file: %v, want ErrCorrupt naming PG_VERSION and backup_manifest", err)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("failed restore left %s behind", dir)
 		}
 	})
 }

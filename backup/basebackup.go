@@ -6,36 +6,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"os/exec"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lifeline-dr/lifeline"
-	"github.com/lifeline-dr/lifeline/internal/proc"
 	"github.com/lifeline-dr/lifeline/postgres"
 )
 
 // Source is the server a base backup is taken from: a primary or a standby
 // that archives (or whose primary archives) into the same repository.
 type Source struct {
-	// BinDir holds pg_basebackup (postgres.FindBin).
+	// BinDir and Owner are not used by Backup, which speaks the
+	// replication protocol itself; they are kept for callers that run
+	// PostgreSQL tools for the same source.
 	BinDir string
-	// Owner is the OS user pg_basebackup runs as (nil: this process's user).
-	Owner *postgres.Owner
-	Host  string
-	Port  int
-	// User is a role with the REPLICATION attribute; Password is passed to
-	// pg_basebackup in PGPASSWORD, never on a command line.
+	Owner  *postgres.Owner
+	Host   string
+	Port   int
+	// User is a role with the REPLICATION attribute; Password is sent over
+	// the connection only, never on a command line.
 	User     string
 	Password string
 	// Node names the source in the backup's Info ("eu-west/a").
@@ -53,7 +48,7 @@ type BackupOptions struct {
 	// spool (8 MiB in memory, the rest in a temporary file), never held whole.
 	Parallel int
 	// Progress, if set, is called from Backup's goroutine about every 250ms
-	// with the bytes read from pg_basebackup so far, and once at the end.
+	// with the bytes of the backup read so far, and once at the end.
 	Progress func(Progress)
 	// SwitchWAL forces the primary to finish its current WAL segment (e.g.
 	// `SELECT pg_switch_wal()` on the primary). Backup calls it while it waits
@@ -74,13 +69,13 @@ const (
 
 // Progress is a snapshot of a running backup.
 type Progress struct {
-	// Bytes of the tar stream read from pg_basebackup.
+	// Bytes of the tar stream read from the server.
 	Bytes int64
 	// Parts uploaded (complete objects).
 	Parts   int
 	Elapsed time.Duration
-	// Phase is "copy" while pg_basebackup runs, "wal" while waiting for the
-	// archive, "done" at the end.
+	// Phase is "copy" while the server sends the backup, "wal" while
+	// waiting for the archive, "done" at the end.
 	Phase string
 }
 
@@ -91,25 +86,28 @@ type ident struct {
 	segSize   int64
 	version   string // "15.14"
 	majorVers string // "15"
+	archiving bool   // archive_mode is not off
 }
 
 // Backup takes a base backup of src into the repository and returns its Info.
 //
-// pg_basebackup streams a tar (-Ft -X none --checkpoint=fast
-// --manifest-checksums=SHA256) that is cut into parts uploaded concurrently,
-// while the same bytes are read as a tar to pick out backup_label,
-// backup_manifest, global/pg_control and PG_VERSION. Backup then checks:
-// backup_manifest's own checksum; that its WAL ranges start at backup_label's
-// START WAL LOCATION on START TIMELINE; that every file it lists is in the
-// tar with its size and nothing else is; that pg_control's system identifier
-// and PG_VERSION are the server's. It waits until every WAL segment from the
-// start to the stop LSN is archived (calling opt.SwitchWAL), and only then
-// writes manifest.json, the object that makes the backup exist. On any error
-// the uploaded parts are deleted (best effort; retention removes what is
-// left) and no manifest is written.
+// Backup runs BASE_BACKUP on a replication connection (fast checkpoint, no
+// WAL, a manifest with CRC-32C file checksums, WAIT false) and reads the tar
+// stream of the data directory, to which it appends backup_manifest as
+// pg_basebackup -Ft does. The stream is cut into parts uploaded
+// concurrently, while the same bytes are scanned as a tar to pick out
+// backup_label, backup_manifest, global/pg_control and PG_VERSION. Backup
+// then checks: backup_manifest's own checksum; that its WAL ranges start at
+// backup_label's START WAL LOCATION on START TIMELINE; that every file it
+// lists is in the tar with its size and nothing else is; that pg_control's
+// system identifier and PG_VERSION are the server's. It waits until every WAL
+// segment from the start to the stop LSN is archived (calling opt.SwitchWAL),
+// and only then writes manifest.json, the object that makes the backup exist.
+// On any error the uploaded parts are deleted (best effort; retention removes
+// what is left) and no manifest is written.
 //
-// Tablespaces other than the default ones are not supported
-// (pg_basebackup cannot stream them to one tar).
+// Tablespaces other than the default ones are not supported (the tar stream
+// holds one tablespace).
 func (r *Repo) Backup(ctx context.Context, src Source, opt BackupOptions) (_ *Info, err error) {
 	if opt.PartSize <= 0 {
 		opt.PartSize = DefaultPartSize
@@ -121,8 +119,8 @@ func (r *Repo) Backup(ctx context.Context, src Source, opt BackupOptions) (_ *In
 		opt.WALTimeout = DefaultWALTimeout
 	}
 	log := discardLogger(opt.Logger).With("backup", r.workload)
-	if src.BinDir == "" || src.Host == "" || src.Port == 0 || src.User == "" {
-		return nil, errors.New("backup: source needs BinDir, Host, Port and User")
+	if src.Host == "" || src.Port == 0 || src.User == "" {
+		return nil, errors.New("backup: source needs Host, Port and User")
 	}
 	launched := time.Now()
 	id, err := r.newID(ctx)
@@ -130,7 +128,7 @@ func (r *Repo) Backup(ctx context.Context, src Source, opt BackupOptions) (_ *In
 		return nil, fmt.Errorf("backup: %w", err)
 	}
 	log = log.With("id", id)
-	idn, err := identify(ctx, src)
+	conn, idn, err := identify(ctx, src)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", id, err)
 	}
@@ -144,56 +142,51 @@ func (r *Repo) Backup(ctx context.Context, src Source, opt BackupOptions) (_ *In
 		}
 	}()
 
-	log.Info("pg_basebackup", "host", src.Host, "port", src.Port, "system_id", idn.systemID)
-	pb, err := startBaseBackup(bctx, src, id)
-	if err != nil {
-		return nil, fmt.Errorf("backup %s: %w", id, err)
-	}
-	scanR, scanW := io.Pipe()
+	log.Info("base backup", "host", src.Host, "port", src.Port, "system_id", idn.systemID)
 	scan := &tarScan{files: map[string]int64{}}
-	scanDone := make(chan struct{})
-	go func() { defer close(scanDone); scan.run(scanR) }()
-
-	// The tee: every byte goes to the scanner and to the current part.
 	prog := &progressWriter{start: launched, fn: opt.Progress, parts: sp.uploaded}
-	_, copyErr := io.CopyBuffer(io.MultiWriter(scanW, sp, prog), pb.stdout, make([]byte, 1<<20))
-	if copyErr != nil {
-		cancel(copyErr)
-	}
-	scanW.CloseWithError(copyErr)
-	<-scanDone
-	pb.stdout.Close()
-	runErr := pb.wait()
+	// Every byte goes to the scanner and to the current part.
+	bb, copyErr := baseBackup(bctx, conn, "lifeline "+id, func(p []byte) error {
+		scan.write(p)
+		prog.write(p)
+		return sp.write(p)
+	})
+	scan.finish()
 	// After the stop point was written: a restore to any later time may use
 	// this backup.
 	stopped := time.Now()
-	if copyErr == nil && context.Cause(bctx) != nil {
-		copyErr = context.Cause(bctx)
+	if copyErr != nil {
+		cancel(copyErr)
+	} else if cause := context.Cause(bctx); cause != nil {
+		copyErr = cause
 	}
 	upErr := sp.close(copyErr)
 	switch {
-	case runErr != nil && context.Cause(bctx) == nil:
-		return nil, fmt.Errorf("backup %s: %w", id, runErr)
+	case copyErr != nil:
+		return nil, fmt.Errorf("backup %s: %w", id, copyErr)
 	case upErr != nil:
 		return nil, fmt.Errorf("backup %s: upload: %w", id, upErr)
-	case copyErr != nil:
-		return nil, fmt.Errorf("backup %s: read pg_basebackup output: %w", id, copyErr)
-	case runErr != nil:
-		return nil, fmt.Errorf("backup %s: %w", id, runErr)
+	}
+	for _, n := range bb.notices {
+		log.Info("server notice", "message", n)
 	}
 	info, err := checkBackup(scan, idn)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", id, err)
 	}
-	// A standby prints the same notice unless archive_mode=always; its
-	// primary's archiving is what Backup waits for below.
-	if info.From == "primary" && strings.Contains(pb.stderr.String(), "WAL archiving is not enabled") {
+	// A standby's own archive_mode does not matter: its primary's archiving
+	// is what Backup waits for below.
+	if info.From == "primary" && !idn.archiving {
 		return nil, fmt.Errorf("backup %s: the source does not archive WAL (archive_mode is off), so the backup could never be restored", id)
+	}
+	if bb.endLSN != info.StopLSN || bb.startLSN != info.StartLSN || bb.endTimeline != info.StopTimeline {
+		return nil, fmt.Errorf("backup %s: the server reported WAL from %s to %s on timeline %d, backup_label and backup_manifest say %s to %s on timeline %d",
+			id, bb.startLSN, bb.endLSN, bb.endTimeline, info.StartLSN, info.StopLSN, info.StopTimeline)
 	}
 	info.ID, info.Workload, info.Node = id, r.workload, src.Node
 	info.Parts, info.Bytes, info.StoredBytes = sp.result()
 	if info.Bytes != prog.n {
-		return nil, fmt.Errorf("backup %s: internal error: read %d bytes from pg_basebackup, the parts hold %d", id, prog.n, info.Bytes)
+		return nil, fmt.Errorf("backup %s: internal error: read %d bytes from the server, the parts hold %d", id, prog.n, info.Bytes)
 	}
 	info.StopTime = stopped.UTC()
 	if !info.StartTime.IsZero() && (info.StartTime.After(info.StopTime) || info.StartTime.Before(launched.Add(-time.Hour))) {
@@ -211,7 +204,9 @@ func (r *Repo) Backup(ctx context.Context, src Source, opt BackupOptions) (_ *In
 	}
 	emit("wal")
 	log.Info("waiting for WAL", "start", info.StartWAL, "stop", info.StopWAL)
-	if err := r.waitArchived(ctx, scan.span, info.WALSegmentSize, opt.SwitchWAL, opt.WALTimeout); err != nil {
+	// A primary switched to a new segment as the backup ended; the archiver
+	// is on its way. A standby's primary may need a nudge.
+	if err := r.waitArchived(ctx, scan.span, info.WALSegmentSize, opt.SwitchWAL, info.From == "primary", opt.WALTimeout); err != nil {
 		return nil, fmt.Errorf("backup %s: %w", id, err)
 	}
 	info.Duration = time.Since(launched)
@@ -267,22 +262,26 @@ func (r *Repo) cleanupParts(id string, log *slog.Logger) {
 	}
 }
 
-// identify asks the source for its system identifier, timeline, WAL segment
-// size and version over a physical replication connection (the same access
-// pg_basebackup needs).
-func identify(ctx context.Context, src Source) (ident, error) {
+// identify opens a physical replication connection to the source (the
+// access BASE_BACKUP needs) and asks it for its system identifier, timeline,
+// WAL segment size, version and archive_mode. The caller owns the connection.
+func identify(ctx context.Context, src Source) (_ *pgconn.PgConn, _ ident, err error) {
 	cs := fmt.Sprintf("host=%s port=%d user=%s dbname=replication replication=true connect_timeout=10 application_name=lifeline-backup",
 		connQuote(src.Host), src.Port, connQuote(src.User))
 	cfg, err := pgconn.ParseConfig(cs)
 	if err != nil {
-		return ident{}, fmt.Errorf("identify %s:%d: %w", src.Host, src.Port, err)
+		return nil, ident{}, fmt.Errorf("identify %s:%d: %w", src.Host, src.Port, err)
 	}
 	cfg.Password = src.Password
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return ident{}, fmt.Errorf("identify %s:%d: %w", src.Host, src.Port, err)
+		return nil, ident{}, fmt.Errorf("identify %s:%d: %w", src.Host, src.Port, err)
 	}
-	defer conn.Close(context.Background())
+	defer func() {
+		if err != nil {
+			conn.Close(context.Background())
+		}
+	}()
 	row := func(q string, cols int) ([][]byte, error) {
 		res, err := conn.Exec(ctx, q).ReadAll()
 		if err != nil {
@@ -296,28 +295,35 @@ func identify(ctx context.Context, src Source) (ident, error) {
 	var id ident
 	r, err := row("IDENTIFY_SYSTEM", 2)
 	if err != nil {
-		return ident{}, err
+		return nil, ident{}, err
 	}
 	if id.systemID, err = strconv.ParseUint(string(r[0]), 10, 64); err != nil {
-		return ident{}, fmt.Errorf("identify %s:%d: system identifier %q", src.Host, src.Port, r[0])
+		return nil, ident{}, fmt.Errorf("identify %s:%d: system identifier %q", src.Host, src.Port, r[0])
 	}
 	tli, err := strconv.ParseUint(string(r[1]), 10, 32)
 	if err != nil {
-		return ident{}, fmt.Errorf("identify %s:%d: timeline %q", src.Host, src.Port, r[1])
+		return nil, ident{}, fmt.Errorf("identify %s:%d: timeline %q", src.Host, src.Port, r[1])
 	}
 	id.timeline = uint32(tli)
 	if r, err = row("SHOW wal_segment_size", 1); err != nil {
-		return ident{}, err
+		return nil, ident{}, err
 	}
 	if id.segSize, err = parseMemory(string(r[0])); err != nil || !validSegmentSize(id.segSize) {
-		return ident{}, fmt.Errorf("identify %s:%d: wal_segment_size %q", src.Host, src.Port, r[0])
+		return nil, ident{}, fmt.Errorf("identify %s:%d: wal_segment_size %q", src.Host, src.Port, r[0])
 	}
 	if r, err = row("SHOW server_version", 1); err != nil {
-		return ident{}, err
+		return nil, ident{}, err
 	}
 	id.version, _, _ = strings.Cut(string(r[0]), " ")
 	id.majorVers, _, _ = strings.Cut(id.version, ".")
-	return id, nil
+	if major, err := strconv.Atoi(id.majorVers); err != nil || major < 15 {
+		return nil, ident{}, fmt.Errorf("identify %s:%d: server version %s: Backup needs PostgreSQL 15 or later", src.Host, src.Port, id.version)
+	}
+	if r, err = row("SHOW archive_mode", 1); err != nil {
+		return nil, ident{}, err
+	}
+	id.archiving = string(r[0]) != "off"
+	return conn, id, nil
 }
 
 // parseMemory parses a memory setting as SHOW prints it: "16MB", "1GB", "512kB".
@@ -342,84 +348,6 @@ func connQuote(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
-// baseBackup is a running pg_basebackup.
-type baseBackup struct {
-	stdout *os.File
-	stderr *tailBuffer
-	done   <-chan struct{}
-	err    error
-	ctx    context.Context
-}
-
-func startBaseBackup(ctx context.Context, src Source, id string) (*baseBackup, error) {
-	cmd := exec.Command(filepath.Join(src.BinDir, "pg_basebackup"),
-		"-D", "-", "-Ft", "-X", "none", "--checkpoint=fast", "--manifest-checksums=SHA256",
-		"-h", src.Host, "-p", strconv.Itoa(src.Port), "-U", src.User, "--no-password",
-		"--label=lifeline "+id)
-	home := os.Getenv("HOME")
-	if src.Owner != nil {
-		home = src.Owner.Home
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: src.Owner.UID, Gid: src.Owner.GID}}
-	}
-	cmd.Env = []string{"HOME=" + home, "LC_ALL=C", "PATH=" + src.BinDir + ":/usr/bin:/bin", "PGAPPNAME=lifeline-backup"}
-	if src.Password != "" {
-		cmd.Env = append(cmd.Env, "PGPASSWORD="+src.Password)
-	}
-	cmd.Dir = "/"
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	b := &baseBackup{stdout: pr, stderr: &tailBuffer{max: 64 << 10}, ctx: ctx}
-	cmd.Stdout, cmd.Stderr = pw, b.stderr
-	done, err := proc.Start(cmd, syscall.SIGKILL, func(err error) { b.err = err })
-	pw.Close()
-	if err != nil {
-		pr.Close()
-		return nil, fmt.Errorf("start pg_basebackup: %w", err)
-	}
-	b.done = done
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-		case <-done:
-		}
-	}()
-	return b, nil
-}
-
-func (b *baseBackup) wait() error {
-	<-b.done
-	if b.err != nil {
-		return fmt.Errorf("pg_basebackup: %w: %s", b.err, strings.TrimSpace(b.stderr.String()))
-	}
-	return nil
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
-}
-
 // progressWriter counts the stream and reports progress.
 type progressWriter struct {
 	start time.Time
@@ -429,18 +357,20 @@ type progressWriter struct {
 	last  time.Time
 }
 
-func (p *progressWriter) Write(b []byte) (int, error) {
+func (p *progressWriter) write(b []byte) {
 	p.n += int64(len(b))
 	if p.fn != nil && time.Since(p.last) >= 250*time.Millisecond {
 		p.last = time.Now()
 		p.fn(Progress{Bytes: p.n, Parts: p.parts(), Elapsed: time.Since(p.start), Phase: "copy"})
 	}
-	return len(b), nil
 }
 
-// splitter cuts the stream into parts and uploads each through its own pipe:
-// a part is compressed and spooled while it is written, then uploaded while
-// the next parts are written. At most cap(sem) parts are in flight.
+// splitter cuts the stream into parts and uploads each one from its own
+// goroutine, which compresses and spools the part as it arrives and uploads
+// it while the next parts are written. The stream reaches a part through a
+// queue of chunks (chunkPipe), so that reading from the server never waits
+// for the compression of what it just read. At most cap(sem) parts are in
+// flight.
 type splitter struct {
 	ctx      context.Context
 	fail     context.CancelCauseFunc
@@ -450,7 +380,7 @@ type splitter struct {
 	sem      chan struct{}
 	wg       sync.WaitGroup
 
-	cur  *io.PipeWriter
+	cur  *chunkPipe
 	left int64
 
 	mu    sync.Mutex
@@ -459,28 +389,27 @@ type splitter struct {
 	err   error
 }
 
-func (s *splitter) Write(p []byte) (int, error) {
-	written := 0
+func (s *splitter) write(p []byte) error {
 	for len(p) > 0 {
 		if s.cur == nil {
 			if err := s.startPart(); err != nil {
-				return written, err
+				return err
 			}
 		}
 		k := min(int64(len(p)), s.left)
-		n, err := s.cur.Write(p[:k])
-		written += n
-		s.left -= int64(n)
-		p = p[n:]
-		if err != nil {
-			return written, err
+		if err := s.cur.write(s.ctx, p[:k]); err != nil {
+			return err
 		}
+		s.left -= k
+		p = p[k:]
 		if s.left == 0 {
-			s.cur.Close()
+			if err := s.cur.close(s.ctx, nil); err != nil {
+				return err
+			}
 			s.cur = nil
 		}
 	}
-	return written, nil
+	return nil
 }
 
 func (s *splitter) startPart() error {
@@ -489,19 +418,19 @@ func (s *splitter) startPart() error {
 	case <-s.ctx.Done():
 		return context.Cause(s.ctx)
 	}
-	pr, pw := io.Pipe()
+	pipe := newChunkPipe()
 	s.mu.Lock()
 	n := len(s.parts)
 	s.parts = append(s.parts, Part{Name: partName(n)})
 	s.mu.Unlock()
-	s.cur, s.left = pw, s.partSize
+	s.cur, s.left = pipe, s.partSize
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.sem }()
-		info, err := s.r.store.Put(s.ctx, s.r.partKey(s.id, partName(n)), pr)
+		info, err := s.r.store.Put(s.ctx, s.r.partKey(s.id, partName(n)), pipe)
+		pipe.drain()
 		if err != nil {
-			pr.CloseWithError(err)
 			s.mu.Lock()
 			if s.err == nil {
 				s.err = err
@@ -522,7 +451,9 @@ func (s *splitter) startPart() error {
 // every upload.
 func (s *splitter) close(cause error) error {
 	if s.cur != nil {
-		s.cur.CloseWithError(cause)
+		if err := s.cur.close(s.ctx, cause); err != nil && cause == nil {
+			s.fail(err)
+		}
 		s.cur = nil
 	}
 	s.wg.Wait()
@@ -548,13 +479,25 @@ func (s *splitter) result() ([]Part, int64, int64) {
 	return append([]Part(nil), s.parts...), n, stored
 }
 
-// tarScan reads the tee'd tar stream and keeps what the checks need.
+// tarScan follows the tar stream as it passes and keeps what the checks
+// need. It parses PostgreSQL's tar (ustar headers, regular files and
+// directories) in place, with no copy of the stream but the few members it
+// keeps.
 type tarScan struct {
 	label, manifest, control, version []byte
 	files                             map[string]int64
 	err                               error
 	span                              []walRange
+
+	hdr   [blockSize]byte
+	hn    int     // bytes of hdr filled
+	left  int64   // data bytes of the current member still to come
+	pad   int64   // padding bytes after them
+	dst   *[]byte // where the current member's data goes, if kept
+	ended bool    // the end-of-archive marker was seen
 }
+
+const blockSize = 512
 
 // Limits on the members tarScan reads into memory.
 const (
@@ -562,52 +505,86 @@ const (
 	maxManifest = 1 << 30
 )
 
-func (s *tarScan) run(r io.Reader) {
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			s.err = fmt.Errorf("read tar stream: %w", err)
-			break
-		}
-		name := path.Clean(h.Name)
-		switch h.Typeflag {
-		case tar.TypeReg:
-			s.files[name] = h.Size
-			var dst *[]byte
-			limit := int64(maxLabel)
-			switch name {
-			case "backup_label":
-				dst = &s.label
-			case "backup_manifest":
-				dst, limit = &s.manifest, maxManifest
-			case "global/pg_control":
-				dst = &s.control
-			case "PG_VERSION":
-				dst = &s.version
+// write takes the next bytes of the stream. It never fails: the first
+// problem is kept in s.err for checkBackup.
+func (s *tarScan) write(p []byte) {
+	for len(p) > 0 && s.err == nil {
+		switch {
+		case s.left > 0:
+			k := min(int64(len(p)), s.left)
+			if s.dst != nil {
+				*s.dst = append(*s.dst, p[:k]...)
 			}
-			if dst != nil {
-				if h.Size > limit {
-					s.err = fmt.Errorf("%s is %d bytes, larger than %d", name, h.Size, limit)
-					continue
-				}
-				if *dst, err = io.ReadAll(tr); err != nil {
-					s.err = fmt.Errorf("read %s from the tar stream: %w", name, err)
-					break
-				}
-			}
-		case tar.TypeDir:
+			s.left -= k
+			p = p[k:]
+		case s.pad > 0:
+			k := min(int64(len(p)), s.pad)
+			s.pad -= k
+			p = p[k:]
 		default:
-			if s.err == nil {
-				s.err = fmt.Errorf("tar member %s has type %q: only files and directories are supported (no tablespaces)", name, h.Typeflag)
+			k := copy(s.hdr[s.hn:], p)
+			s.hn += k
+			p = p[k:]
+			if s.hn == blockSize {
+				s.hn = 0
+				s.header()
 			}
 		}
 	}
-	// Never leave the tee blocked.
-	_, _ = io.Copy(io.Discard, r)
+}
+
+// header handles a complete header block.
+func (s *tarScan) header() {
+	if s.hdr == [blockSize]byte{} {
+		s.ended = true
+		return
+	}
+	if s.ended {
+		s.err = errors.New("read tar stream: data after the end-of-archive marker")
+		return
+	}
+	h, err := tar.NewReader(bytes.NewReader(s.hdr[:])).Next()
+	if err != nil {
+		s.err = fmt.Errorf("read tar stream: header after %d files: %w (only ustar headers are supported)", len(s.files), err)
+		return
+	}
+	name := path.Clean(h.Name)
+	s.dst = nil
+	switch h.Typeflag {
+	case tar.TypeReg:
+		s.files[name] = h.Size
+		s.left, s.pad = h.Size, (blockSize-h.Size%blockSize)%blockSize
+		limit := int64(maxLabel)
+		switch name {
+		case "backup_label":
+			s.dst = &s.label
+		case "backup_manifest":
+			s.dst, limit = &s.manifest, maxManifest
+		case "global/pg_control":
+			s.dst = &s.control
+		case "PG_VERSION":
+			s.dst = &s.version
+		}
+		if s.dst != nil {
+			if h.Size > limit {
+				s.err = fmt.Errorf("%s is %d bytes, larger than %d", name, h.Size, limit)
+				return
+			}
+			// Grown as the data arrives: a header alone must not make
+			// us allocate.
+			*s.dst = make([]byte, 0, min(h.Size, 64<<10))
+		}
+	case tar.TypeDir:
+	default:
+		s.err = fmt.Errorf("tar member %s has type %q: only files and directories are supported (no tablespaces)", name, h.Typeflag)
+	}
+}
+
+// finish checks that the stream ended where a tar archive can end.
+func (s *tarScan) finish() {
+	if s.err == nil && (s.hn != 0 || s.left != 0 || s.pad != 0 || !s.ended) {
+		s.err = errors.New("read tar stream: truncated")
+	}
 }
 
 // checkBackup checks what the scan found and fills in an Info from it.
@@ -717,10 +694,17 @@ func neededSegments(span []walRange, segSize int64) []string {
 }
 
 // waitArchived waits until every segment the backup needs is in the archive.
-func (r *Repo) waitArchived(ctx context.Context, span []walRange, segSize int64, switchWAL func(context.Context) error, timeout time.Duration) error {
+// It polls often at first (the last segment is usually archived within a
+// fraction of a second) and every 250ms after. It calls switchWAL at once
+// unless the source switched segments itself (switched), then every 10s.
+func (r *Repo) waitArchived(ctx context.Context, span []walRange, segSize int64, switchWAL func(context.Context) error, switched bool, timeout time.Duration) error {
 	missing := neededSegments(span, segSize)
 	deadline := time.Now().Add(timeout)
 	var lastSwitch time.Time
+	if switched {
+		lastSwitch = time.Now()
+	}
+	poll := 20 * time.Millisecond
 	for {
 		var still []string
 		for _, name := range missing {
@@ -746,7 +730,8 @@ func (r *Repo) waitArchived(ctx context.Context, span []walRange, segSize int64,
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for WAL segment %s to be archived: %w", missing[0], ctx.Err())
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(poll):
 		}
+		poll = min(2*poll, 250*time.Millisecond)
 	}
 }

@@ -14,7 +14,8 @@
 //	                                          history (00000002.history), backup
 //	                                          history (…03.00000028.backup) and
 //	                                          .partial files
-//	<workload>/backups/<id>/part-00000 …      the tar stream of pg_basebackup, in parts
+//	<workload>/backups/<id>/part-00000 …      the base backup's tar stream (as
+//	                                          pg_basebackup -Ft writes it), in parts
 //	<workload>/backups/<id>/manifest.json     written last: the backup exists
 //	                                          exactly when its manifest does
 //
@@ -43,10 +44,11 @@
 //     does it write manifest.json. A failed backup leaves no manifest.
 //   - Restore is exact or fails. It picks the newest backup that ended at or
 //     before the target, checks the archive's listing for a hole between the
-//     backup and the target (ErrWALGap), verifies every part (objstore's
-//     checks, then size and SHA-256 against manifest.json) before extracting
-//     it, and every extracted file against backup_manifest (size and
-//     SHA-256). Recovery stops at the target inclusively (every transaction
+//     backup and the target (ErrWALGap), verifies every part (size and
+//     SHA-256 against manifest.json, objstore's checks as it is read), and
+//     every extracted file against backup_manifest (size and checksum:
+//     CRC-32C for backups taken since Lifeline asks the server for it,
+//     SHA-256 before); on any failure it clears the directory. Recovery stops at the target inclusively (every transaction
 //     committed at or before a time; up to and including the record at an
 //     LSN), follows the newest timeline, and promotes. PostgreSQL 15 itself
 //     refuses to promote when WAL ends before a time or LSN target
@@ -82,10 +84,11 @@
 //     <dir>/<workload>/wal/ (create and chown it when running as root), and
 //     readable by it everywhere (restore_command).
 //   - Backup needs a role with REPLICATION that may connect from where
-//     Backup runs; its password is passed in PGPASSWORD.
-//   - Clocks: StopTime is this machine's clock after pg_basebackup ended;
-//     target times are compared with it and with the bucket's modification
-//     times, so keep clocks in sync (NTP).
+//     Backup runs, on PostgreSQL 15 or later; its password is sent over the
+//     connection only.
+//   - Clocks: StopTime is this machine's clock after the server ended the
+//     backup; target times are compared with it and with the bucket's
+//     modification times, so keep clocks in sync (NTP).
 //
 // Not supported: tablespaces other than pg_default and pg_global (the tar
 // stream has one tablespace), restoring along a timeline other than the

@@ -138,9 +138,9 @@ type Info struct {
 	StopWAL  string
 	// StartTime is when the backup started (backup_label's START TIME when
 	// its zone is understood, else this machine's clock at launch). StopTime
-	// is this machine's clock after pg_basebackup ended, so it is after the
-	// stop LSN was written: a restore to any time after StopTime can use the
-	// backup (up to clock skew with the database server).
+	// is this machine's clock after the server ended the backup, so it is
+	// after the stop LSN was written: a restore to any time after StopTime
+	// can use the backup (up to clock skew with the database server).
 	StartTime time.Time
 	StopTime  time.Time
 	// From is backup_label's BACKUP FROM: "primary" or "standby".

@@ -4,11 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -72,12 +71,11 @@ type RestoreOptions struct {
 	RestoreCommand string
 	// Owner owns the restored files (nil: this process's user).
 	Owner *postgres.Owner
-	// Parallel is how many parts are downloaded at once (DefaultParallel
-	// when 0). Each is verified into a temporary file in TempDir before it
-	// is extracted, so up to Parallel parts take room there.
+	// Parallel is how many parts are downloaded and decompressed at once
+	// (DefaultParallel when 0); each takes up to 9 MiB of memory.
 	Parallel int
-	// TempDir holds the downloaded parts ("" means the parent of the data
-	// directory, usually the same disk).
+	// TempDir is not used any more: parts are decompressed straight into
+	// the data directory. Kept so that callers compile.
 	TempDir string
 	// ArchiveCommand, when set, is the restored server's archive_command
 	// (archive_mode=on): for a restore that becomes the workload's primary.
@@ -126,11 +124,14 @@ type RestoreResult struct {
 // for latest); a target before the end of the oldest backup is an error
 // wrapping ErrNoBackup. The WAL archive is checked first: a segment missing
 // between the backup and the target is an error wrapping ErrWALGap. The
-// parts are downloaded in parallel, each verified (objstore's checks, then
-// its size and SHA-256 against manifest.json) before it is extracted; every
-// file extracted is then checked against backup_manifest (size and SHA-256),
-// backup_label against the manifest's start LSN, and pg_control against its
-// system identifier. Only then are recovery.signal and the recovery settings
+// parts are downloaded and decompressed in parallel and extracted as they
+// arrive, each verified (its declared size and SHA-256 against
+// manifest.json first, then objstore's checks as it is read, to its end);
+// every file extracted is then checked against backup_manifest (size and
+// checksum: CRC-32C, computed while extracting, or for older backups the
+// SHA-256 of the file on disk), backup_label against the manifest's start
+// LSN, and pg_control against its system identifier. Any failure clears the
+// directory. Only then are recovery.signal and the recovery settings
 // written (restore_command; recovery_target_time / _lsn; inclusive;
 // recovery_target_timeline 'latest'; recovery_target_action 'promote').
 //
@@ -138,7 +139,8 @@ type RestoreResult struct {
 // contents, owned by opt.Owner. On error it is left empty (or removed, if
 // Restore created it). Files are not fsynced one by one: PostgreSQL fsyncs
 // the whole data directory when it starts from a backup (its pg_control does
-// not say "shut down").
+// not say "shut down"); Restore only starts the write-back of large files
+// early, so that the disk works while the rest is extracted.
 //
 // Other settings of the backed-up server come along (postgresql.conf and its
 // includes); the caller sets the restored server's own address, port and
@@ -324,22 +326,12 @@ type fileSum struct {
 func (r *Repo) extract(ctx context.Context, b *Info, dir string, opt RestoreOptions) (extractStats, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	tmpParent := opt.TempDir
-	if tmpParent == "" {
-		tmpParent = filepath.Dir(filepath.Clean(dir))
-	}
-	tmp, err := os.MkdirTemp(tmpParent, ".lifeline-restore-")
-	if err != nil {
-		return extractStats{}, err
-	}
-	defer os.RemoveAll(tmp)
-
-	pf := r.prefetch(ctx, cancel, b, tmp, opt.Parallel)
-	defer pf.wait()
+	ps := r.streamParts(ctx, b, opt.Parallel)
+	defer ps.wait()
 	st := extractStats{stored: b.StoredBytes}
-	sums, err := untar(pf, dir, opt.Owner, &st)
+	sums, err := untar(ps, dir, opt.Owner, &st)
 	if err == nil {
-		err = checkTrailer(pf)
+		err = checkTrailer(ps)
 	}
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
@@ -354,28 +346,26 @@ func (r *Repo) extract(ctx context.Context, b *Info, dir string, opt RestoreOpti
 	return st, nil
 }
 
-// prefetcher downloads parts into temporary files ahead of the extractor and
-// serves them back, in order, as one stream.
-type prefetcher struct {
+// partStream serves the plaintext of a backup's parts, in order, as one
+// stream. Each part is downloaded, decompressed and verified by its own
+// goroutine into a chunkPipe, so that decompression runs beside the
+// extraction; at most parallel parts are open at once, which bounds memory
+// to parallel pipes. A part's bytes may reach the extractor before the end
+// of the part is verified: a damaged part fails the stream before its end,
+// and Restore then clears the data directory, so nothing of a damaged backup
+// is left to start.
+type partStream struct {
 	ctx   context.Context
-	parts []Part
-	slots []chan fetched
+	pipes []*chunkPipe
 	sem   chan struct{}
 	wg    sync.WaitGroup
-
-	i   int
-	cur *os.File
+	i     int
 }
 
-type fetched struct {
-	path string
-	err  error
-}
-
-func (r *Repo) prefetch(ctx context.Context, fail context.CancelCauseFunc, b *Info, tmp string, parallel int) *prefetcher {
-	p := &prefetcher{ctx: ctx, parts: b.Parts, sem: make(chan struct{}, parallel)}
+func (r *Repo) streamParts(ctx context.Context, b *Info, parallel int) *partStream {
+	p := &partStream{ctx: ctx, sem: make(chan struct{}, parallel)}
 	for range b.Parts {
-		p.slots = append(p.slots, make(chan fetched, 1))
+		p.pipes = append(p.pipes, newChunkPipe())
 	}
 	p.wg.Add(1)
 	go func() {
@@ -384,83 +374,69 @@ func (r *Repo) prefetch(ctx context.Context, fail context.CancelCauseFunc, b *In
 			select {
 			case p.sem <- struct{}{}:
 			case <-ctx.Done():
-				p.slots[i] <- fetched{err: context.Cause(ctx)}
-				continue
+				for _, pipe := range p.pipes[i:] {
+					_ = pipe.close(ctx, context.Cause(ctx))
+				}
+				return
 			}
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
-				f, err := r.downloadPart(ctx, b.ID, part, tmp)
-				if err != nil {
-					fail(err)
-				}
-				p.slots[i] <- fetched{path: f, err: err}
+				err := r.decodePart(ctx, b.ID, part, p.pipes[i])
+				_ = p.pipes[i].close(ctx, err)
 			}()
 		}
 	}()
 	return p
 }
 
-// downloadPart writes one part, verified, to a temporary file. The object
-// must declare the size and SHA-256 that manifest.json records for the
-// part (an object from elsewhere, intact but not this part, fails here),
-// and objstore checks the plaintext against that declaration as it reads.
-func (r *Repo) downloadPart(ctx context.Context, id string, part Part, tmp string) (string, error) {
+// decodePart writes the plaintext of one part into pipe. The object must
+// declare the size and SHA-256 that manifest.json records for the part (an
+// object from elsewhere, intact but not this part, fails here), and
+// objstore checks the plaintext against that declaration as it reads.
+func (r *Repo) decodePart(ctx context.Context, id string, part Part, pipe *chunkPipe) error {
 	key := r.partKey(id, part.Name)
 	rc, info, err := r.store.GetInfo(ctx, key)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer rc.Close()
 	if info.Size != part.Size || !strings.EqualFold(info.SHA256, part.SHA256) {
-		return "", fmt.Errorf("%s: %w: the object holds %d bytes with SHA-256 %s, manifest.json says %d bytes with SHA-256 %s",
+		return fmt.Errorf("%s: %w: the object holds %d bytes with SHA-256 %s, manifest.json says %d bytes with SHA-256 %s",
 			key, ErrCorrupt, info.Size, info.SHA256, part.Size, part.SHA256)
 	}
-	f, err := os.CreateTemp(tmp, part.Name+"-")
-	if err != nil {
-		return "", err
+	buf := make([]byte, 256<<10)
+	var n int64
+	for {
+		k, err := rc.Read(buf)
+		n += int64(k)
+		if k > 0 {
+			if werr := pipe.write(ctx, buf[:k]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
 	}
-	n, err := io.CopyBuffer(f, rc, make([]byte, 1<<20))
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if n != part.Size {
+		return fmt.Errorf("%s: %w: read %d bytes, manifest.json says %d", key, ErrCorrupt, n, part.Size)
 	}
-	if err == nil && n != part.Size {
-		err = fmt.Errorf("%s: %w: read %d bytes, manifest.json says %d", key, ErrCorrupt, n, part.Size)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
+	return nil
 }
 
 // Read serves the parts in order, releasing each one's slot when consumed.
-func (p *prefetcher) Read(b []byte) (int, error) {
+func (p *partStream) Read(b []byte) (int, error) {
 	for {
-		if p.cur == nil {
-			if p.i == len(p.parts) {
-				return 0, io.EOF
-			}
-			var got fetched
-			select {
-			case got = <-p.slots[p.i]:
-			case <-p.ctx.Done():
-				return 0, context.Cause(p.ctx)
-			}
-			if got.err != nil {
-				return 0, got.err
-			}
-			f, err := os.Open(got.path)
-			if err != nil {
-				return 0, err
-			}
-			os.Remove(got.path) // unlinked now, freed on close
-			p.cur = f
+		if p.i == len(p.pipes) {
+			return 0, io.EOF
 		}
-		n, err := p.cur.Read(b)
+		n, err := p.pipes[p.i].Read(b)
 		if err == io.EOF {
-			p.cur.Close()
-			p.cur = nil
+			p.pipes[p.i].drain()
 			p.i++
 			<-p.sem
 			if n > 0 {
@@ -474,24 +450,17 @@ func (p *prefetcher) Read(b []byte) (int, error) {
 
 // wait waits for the downloaders; call after the context is done or every
 // part was read.
-func (p *prefetcher) wait() {
-	if p.cur != nil {
-		p.cur.Close()
+func (p *partStream) wait() {
+	for _, pipe := range p.pipes[p.i:] {
+		pipe.drain()
 	}
-	// Drain slots so that no downloader blocks, and release their semaphore.
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
 	for {
 		select {
 		case <-done:
-			for i := p.i; i < len(p.slots); i++ {
-				select {
-				case got := <-p.slots[i]:
-					if got.path != "" {
-						os.Remove(got.path)
-					}
-				default:
-				}
+			for _, pipe := range p.pipes {
+				pipe.drain()
 			}
 			return
 		case <-p.sem:
@@ -500,12 +469,13 @@ func (p *prefetcher) wait() {
 }
 
 // untar extracts a tar stream into dir (files and directories only, no path
-// leaving dir), owned by owner, and returns each file's size and SHA-256.
+// leaving dir), owned by owner, and returns each file's size and CRC-32C
+// (as backup_manifest writes it).
 func untar(r io.Reader, dir string, owner *postgres.Owner, st *extractStats) (map[string]fileSum, error) {
 	sums := map[string]fileSum{}
 	tr := tar.NewReader(r)
 	buf := make([]byte, 1<<20)
-	h := sha256.New()
+	h := crc32.New(castagnoli)
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -562,13 +532,42 @@ func mkdirOwned(dir string, perm os.FileMode, owner *postgres.Owner) error {
 	return nil
 }
 
-func writeFile(name string, perm os.FileMode, owner *postgres.Owner, r io.Reader, buf []byte, h hash.Hash) (int64, string, error) {
+// writeFile writes r to a new file and returns its size and its checksum
+// with h, as backup_manifest writes it (hex of the digest's bytes). Large
+// files have their write-back started as they are written, so the disk works
+// while the rest is decompressed, and PostgreSQL's fsync of the data directory
+// at startup finds little left to do.
+func writeFile(name string, perm os.FileMode, owner *postgres.Owner, r io.Reader, buf []byte, h hash.Hash32) (int64, string, error) {
 	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
 	if err != nil {
 		return 0, "", err
 	}
 	h.Reset()
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), r, buf)
+	var n, flushed int64
+	for {
+		k, rerr := r.Read(buf)
+		if k > 0 {
+			h.Write(buf[:k])
+			if _, err = f.Write(buf[:k]); err != nil {
+				break
+			}
+			n += int64(k)
+			if n-flushed >= writeBackChunk {
+				startWriteBack(f, flushed, n-flushed)
+				flushed = n
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			f.Close()
+			return 0, "", rerr // the backup's error, not the file's
+		}
+	}
+	if err == nil && n-flushed >= writeBackMin {
+		startWriteBack(f, flushed, n-flushed)
+	}
 	if err == nil && owner != nil {
 		err = f.Chown(int(owner.UID), int(owner.GID))
 	}
@@ -578,7 +577,7 @@ func writeFile(name string, perm os.FileMode, owner *postgres.Owner, r io.Reader
 	if err != nil {
 		return 0, "", fmt.Errorf("write %s: %w", name, err)
 	}
-	return n, hex.EncodeToString(h.Sum(nil)), nil
+	return n, crc32cHex(h.Sum32()), nil
 }
 
 // checkTrailer reads what follows the tar's end-of-archive marker (so that
@@ -621,8 +620,17 @@ func checkRestored(dir string, b *Info, sums map[string]fileSum) error {
 			return fmt.Errorf("%w: backup_manifest lists %s, the backup does not hold it", ErrCorrupt, f.Path)
 		case got.size != f.Size:
 			return fmt.Errorf("%w: %s is %d bytes, backup_manifest says %d", ErrCorrupt, f.Path, got.size, f.Size)
-		case strings.EqualFold(f.Algorithm, "SHA256") && !strings.EqualFold(got.sum, f.Checksum):
-			return fmt.Errorf("%w: %s has SHA-256 %s, backup_manifest says %s", ErrCorrupt, f.Path, got.sum, f.Checksum)
+		}
+		sum := got.sum
+		if alg := strings.ToUpper(f.Algorithm); alg != "CRC32C" && alg != "" && alg != "NONE" {
+			// Backups taken before Lifeline asked for CRC-32C have SHA-256
+			// (or another algorithm PostgreSQL offers): hash the file on disk.
+			if sum, err = fileChecksum(filepath.Join(dir, filepath.FromSlash(f.Path)), alg); err != nil {
+				return fmt.Errorf("%s: %w", f.Path, err)
+			}
+		}
+		if f.Algorithm != "" && !strings.EqualFold(f.Algorithm, "NONE") && !strings.EqualFold(sum, f.Checksum) {
+			return fmt.Errorf("%w: %s has %s %s, backup_manifest says %s", ErrCorrupt, f.Path, f.Algorithm, sum, f.Checksum)
 		}
 	}
 	for name := range sums {
