@@ -3,13 +3,11 @@ package router_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -469,40 +467,5 @@ func BenchmarkFrontDoorRatio(b *testing.B) {
 		b.ReportMetric(door/ha, "door/haproxy")
 		b.ReportMetric(door/ha1, "door/haproxy-1thread")
 		b.ReportMetric(pr-pd, "added-p99-µs")
-	}
-}
-
-// BenchmarkRegionalServeHTTP measures the front door's own work per
-// request (no client socket), allocations included.
-func BenchmarkRegionalServeHTTP(b *testing.B) {
-	inst := benchBackend(b, "127.0.0.1:0")
-	door := router.NewRegional("eu-west", router.FrontDoorSettings{Addr: "127.0.0.1:0"}, quiet)
-	door.SetInstances([]string{inst})
-	req := httptest.NewRequest(http.MethodGet, "http://orders.shop.internal/bench", nil)
-	req.RemoteAddr = "127.0.0.1:40000"
-	b.ReportAllocs()
-	for b.Loop() {
-		w := httptest.NewRecorder()
-		door.ServeHTTP(w, req)
-		if w.Code != http.StatusOK {
-			b.Fatalf("status %d", w.Code)
-		}
-	}
-}
-
-// BenchmarkDirectRoundTrip is the baseline of BenchmarkRegionalServeHTTP:
-// the same request sent by an http.Transport, without the proxy.
-func BenchmarkDirectRoundTrip(b *testing.B) {
-	inst := benchBackend(b, "127.0.0.1:0")
-	tr := &http.Transport{MaxIdleConnsPerHost: 16}
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+inst+"/bench", nil)
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 	}
 }
