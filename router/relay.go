@@ -491,7 +491,11 @@ func (cc *clientConn) exchange(pc *h1Conn, req *http.Request, body []byte, upTyp
 	}
 	resp, err := cc.readHeader(pc, req, start)
 	if err != nil {
-		return nil, &upstreamError{op: "read", err: err}
+		var ue *upstreamError
+		if !errors.As(err, &ue) {
+			err = &upstreamError{op: "read", err: err}
+		}
+		return nil, err
 	}
 	return resp, nil
 }
@@ -568,7 +572,7 @@ func (cc *clientConn) writeRequest(pc *h1Conn, req *http.Request, body []byte, u
 			return err
 		}
 	}
-	return bw.Flush()
+	return nil // readHeader sends what is buffered
 }
 
 // copyRequestBody streams the request body to the upstream, sending what
@@ -616,6 +620,11 @@ func (cc *clientConn) readHeader(pc *h1Conn, req *http.Request, start time.Time)
 	if pc.rdl.Before(start.Add(wait/2)) || pc.rdl.After(start.Add(wait)) {
 		pc.rdl = start.Add(wait)
 		pc.c.SetReadDeadline(pc.rdl)
+	}
+	if pc.bw.Buffered() > 0 {
+		if err := pc.flushAndWait(); err != nil {
+			return nil, &upstreamError{op: "write", err: err}
+		}
 	}
 	extended := false
 	extend := func() {
