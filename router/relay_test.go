@@ -726,8 +726,12 @@ func BenchmarkRegionalRelay(b *testing.B) {
 		if _, err := c.Write(req); err != nil {
 			b.Fatal(err)
 		}
-		if err := readResponse(br); err != nil {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
 			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != 200 {
+			b.Fatal(resp.StatusCode, err)
 		}
 	}
 }

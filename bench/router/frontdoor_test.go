@@ -1,10 +1,31 @@
-package router_test
+// Package routerbench measures the router on this machine: the regional
+// HTTP front door side by side with HAProxy (Debian's package, configured
+// alike: round robin over the same two instances, keep-alive to them,
+// X-Forwarded-For), and the authoritative DNS server.
+//
+// The front-door benchmarks run the load generator and the service
+// instances in a helper process (this test binary, re-executed), so that
+// the process under test holds only the proxy, as HAProxy's holds only
+// HAProxy. The targets of issue 5: at 64 connections the front door's
+// requests/s at least 90% of HAProxy's, and at one connection the p99 it
+// adds to a direct request under 0.5 ms:
+//
+//	go test ./bench/router -run XXX -bench FrontDoorRatio -benchtime 1x
+//	go test ./bench/router -run XXX -bench 'FrontDoor$' -benchtime 3x
+//	go test ./bench/router -run XXX -bench 'DNS$' -benchtime 300000x -count 3
+//
+// Other engineers run CPU-sensitive benchmarks on shared machines: wrap
+// each run in `flock /tmp/lifeline-bench.lock ...`. Figures go in the issue
+// notes; nothing here asserts a timing.
+package routerbench
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -24,6 +45,25 @@ import (
 	"github.com/lifeline-dr/lifeline/internal/testenv"
 	"github.com/lifeline-dr/lifeline/router"
 )
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// run calls listen, then serves with serve until the benchmark ends.
+func run(b *testing.B, listen func() error, serve func(context.Context) error) {
+	b.Helper()
+	if err := listen(); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx) }()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("serve: %v", err)
+		}
+	})
+}
 
 // load is the outcome of a closed-loop run.
 type load struct {
@@ -208,6 +248,7 @@ func TestBenchHelper(t *testing.T) {
 // rig is a helper process with instances and a load generator.
 type rig struct {
 	instances []string
+	pid       int // of the helper, for its CPU time
 	in        io.Writer
 	out       *bufio.Scanner
 }
@@ -247,7 +288,7 @@ func startRig(b *testing.B, addrs ...string) *rig {
 			<-done
 		}
 	})
-	r := &rig{in: in, out: bufio.NewScanner(out)}
+	r := &rig{in: in, out: bufio.NewScanner(out), pid: cmd.Process.Pid}
 	for r.out.Scan() {
 		if f := strings.Fields(r.out.Text()); len(f) > 0 && f[0] == "ready" {
 			r.instances = f[1:]
@@ -367,14 +408,13 @@ backend be
 // instances), and through HAProxy configured alike (when installed; its
 // default threads and one thread): one connection (the latency the hop
 // adds) and 64 (throughput). go-server is a net/http server answering by
-// itself in the front door's process: the floor of any proxy built on
-// net/http. proxy-cpu-µs/req is the CPU time the process under test used
-// per request. The load
-// generator and the instances run in a helper process; each sub-benchmark
-// loads its target for b.N seconds and reports requests/s and p50/p99
-// latency in microseconds.
+// itself in the front door's process: what net/http alone costs.
+// proxy-cpu-µs/req is the CPU time the process under test used per
+// request, helper-cpu-µs/req the helper's (load generator and instances).
+// Each sub-benchmark loads its target for b.N seconds and reports
+// requests/s and p50/p99 latency in microseconds.
 //
-//	go test ./router/ -run XXX -bench 'FrontDoor$' -benchtime 3x
+//	go test ./bench/router -run XXX -bench 'FrontDoor$' -benchtime 3x
 func BenchmarkFrontDoor(b *testing.B) {
 	sub := testenv.Subnet(b)
 	r := startRig(b, sub+".1:0", sub+".2:0")
@@ -400,17 +440,21 @@ func BenchmarkFrontDoor(b *testing.B) {
 			b.Run(fmt.Sprintf("conns=%d/%s", conns, tg.name), func(b *testing.B) {
 				r.load(b, tg.addr, conns, 200*time.Millisecond) // warm up
 				b.ResetTimer()
-				cpu := cpuTime(tg.pid)
+				cpu, helper := cpuTime(tg.pid), cpuTime(r.pid)
 				res := r.load(b, tg.addr, conns, time.Duration(b.N)*time.Second)
-				cpu = cpuTime(tg.pid) - cpu
+				cpu, helper = cpuTime(tg.pid)-cpu, cpuTime(r.pid)-helper
 				b.StopTimer()
 				if res.errors > 0 {
 					b.Fatalf("%d requests failed", res.errors)
 				}
 				b.ReportMetric(res.rate, "req/s")
+				n := res.rate * float64(b.N)
 				if tg.pid != 0 {
-					b.ReportMetric(float64(cpu.Microseconds())/(res.rate*float64(b.N)), "proxy-cpu-µs/req")
+					b.ReportMetric(float64(cpu.Microseconds())/n, "proxy-cpu-µs/req")
 				}
+				// The load generator and the instances: a proxy's
+				// behaviour changes their cost too.
+				b.ReportMetric(float64(helper.Microseconds())/n, "helper-cpu-µs/req")
 				b.ReportMetric(float64(res.p50.Nanoseconds())/1e3, "p50-µs")
 				b.ReportMetric(float64(res.p99.Nanoseconds())/1e3, "p99-µs")
 			})
@@ -427,7 +471,7 @@ func BenchmarkFrontDoor(b *testing.B) {
 // request at one connection. The front door runs in this process: set
 // GOMAXPROCS to compare at a given number of cores.
 //
-//	go test ./router/ -run XXX -bench FrontDoorRatio -benchtime 1x
+//	go test ./bench/router -run XXX -bench FrontDoorRatio -benchtime 1x
 func BenchmarkFrontDoorRatio(b *testing.B) {
 	sub := testenv.Subnet(b)
 	r := startRig(b, sub+".1:0", sub+".2:0")
