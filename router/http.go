@@ -158,7 +158,7 @@ type door struct {
 
 	// pick chooses where a request goes, never exclude (the upstream that
 	// just failed it) unless there is nothing else; nil when nowhere.
-	pick func(r *http.Request, client netip.Addr, exclude *upstream) *upstream
+	pick func(r *http.Request, client netip.Addr, exclude *upstream, now int64) *upstream
 	// health answers the health endpoint: whether the door can serve.
 	health func() bool
 	// route, when set, refuses a request before it is proxied with a
@@ -423,13 +423,12 @@ func (r *Regional) Healthy() int {
 
 // pick is round robin over the usable instances; when every instance
 // recently failed, over all of them (a failure may have been a blip).
-func (r *Regional) pick(_ *http.Request, _ netip.Addr, exclude *upstream) *upstream {
+func (r *Regional) pick(_ *http.Request, _ netip.Addr, exclude *upstream, now int64) *upstream {
 	list := r.pool.Load().list
 	n := uint64(len(list))
 	if n == 0 {
 		return nil
 	}
-	now := time.Now().UnixNano()
 	start := r.next.Add(1)
 	for i := range n {
 		if u := list[(start+i)%n]; u != exclude && u.usable(now) {
@@ -500,13 +499,12 @@ func (g *Global) lookup(r *http.Request) *compiled {
 
 // pick applies the route's policy; regions whose front door recently
 // failed (or just failed this request) count as unhealthy.
-func (g *Global) pick(r *http.Request, client netip.Addr, exclude *upstream) *upstream {
+func (g *Global) pick(r *http.Request, client netip.Addr, exclude *upstream, now int64) *upstream {
 	c := g.lookup(r)
 	if c == nil {
 		return nil
 	}
 	regions := c.Regions
-	now := time.Now().UnixNano()
 	for i := range regions {
 		if regions[i].Entry == "" {
 			continue

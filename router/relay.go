@@ -83,6 +83,7 @@ type clientConn struct {
 	bodyErr     error    // reading its body failed
 	expect100   bool     // answer 100 Continue before reading its body
 	connTokens  []string // header names its Connection header lists
+	start       time.Time
 	lastPost    bool
 
 	// The hang-up watch (see watch).
@@ -387,10 +388,11 @@ func (cc *clientConn) proxy(req *http.Request) bool {
 		cc.bodyDone = true // all Content-Length bytes are in
 	}
 	start := time.Now()
+	cc.start = start
 	var last *upstream
 	var err error
 	for attempt := 1; ; attempt++ {
-		up := d.pick(req, cc.client, last)
+		up := d.pick(req, cc.client, last, start.UnixNano())
 		if up == nil || up == last {
 			if last == nil {
 				err = errNoUpstream
@@ -415,7 +417,7 @@ func (cc *clientConn) proxy(req *http.Request) bool {
 			}
 			return cc.respond(req, http.StatusBadGateway, "", "", false)
 		}
-		up.failedUntil.Store(time.Now().Add(d.cfg.FailDuration).UnixNano())
+		up.failedUntil.Store(time.Now().Add(d.cfg.FailDuration).UnixNano()) // now: the failure may have taken long
 		last = up
 		replayable := body != nil || req.ContentLength == 0 || !cc.bodyStarted
 		if attempt >= d.cfg.Attempts || !retryable(req.Method, replayable, err) {
@@ -443,7 +445,7 @@ func (cc *clientConn) send(req *http.Request, up *upstream, body []byte, upType 
 	d := cc.d
 	safe := idempotent(req.Method) && (body != nil || req.ContentLength == 0)
 	for {
-		pc, err := d.transport.get(d.ctx, up.addr)
+		pc, err := d.transport.get(d.ctx, up.addr, start)
 		if err != nil {
 			return nil, nil, &upstreamError{op: "dial", err: err}
 		}
@@ -742,7 +744,7 @@ func (cc *clientConn) relay(req *http.Request, resp *http.Response, pc *h1Conn, 
 	cc.unwatch()
 	cc.pc.Store(nil)
 	if complete && werr == nil && !resp.Close && !cc.gone.Load() {
-		d.transport.put(pc)
+		d.transport.put(pc, cc.start)
 	} else {
 		pc.c.Close()
 	}

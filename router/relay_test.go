@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -706,32 +707,57 @@ func isDigits(b []byte) bool {
 }
 
 // BenchmarkRegionalRelay measures the front door's work per request over
-// real loopback connections, one client connection, allocations
-// included (the client and the instance are minimal, in this process).
+// real loopback connections, allocations included, with a minimal client
+// and instance in this process: one connection (latency), and 64 in
+// parallel, where cpu-µs/op is the whole process's CPU time per request
+// (the door's, the client's and the instance's).
 func BenchmarkRegionalRelay(b *testing.B) {
 	inst := rawBackend(b, func(_ *http.Request, c net.Conn, _ *bufio.Reader) bool {
 		_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n{\"ok\":true,\"service\":\"orders\"}")
 		return err == nil
 	})
 	r := startRegional(b, router.FrontDoorSettings{Addr: "127.0.0.1:0"}, inst)
-	c, err := net.Dial("tcp", r.Addr())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
 	req := []byte("GET /bench HTTP/1.1\r\nHost: orders.shop.internal\r\nUser-Agent: lifeline-bench\r\n\r\n")
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
+	client := func(b *testing.B, next func() bool) {
+		c, err := net.Dial("tcp", r.Addr())
 		if err != nil {
-			b.Fatal(err)
+			b.Error(err)
+			return
 		}
-		if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != 200 {
-			b.Fatal(resp.StatusCode, err)
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for next() {
+			if _, err := c.Write(req); err != nil {
+				b.Error(err)
+				return
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != 200 {
+				b.Error(resp.StatusCode, err)
+				return
+			}
 		}
 	}
+	b.Run("conns=1", func(b *testing.B) {
+		b.ReportAllocs()
+		client(b, b.Loop)
+	})
+	b.Run("conns=64", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(32) // 64 clients on two CPUs
+		cpu := processCPU()
+		b.RunParallel(func(pb *testing.PB) { client(b, pb.Next) })
+		b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+	})
+}
+
+// processCPU is the CPU time (user and system) this process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

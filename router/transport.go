@@ -51,9 +51,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 var errStale = errors.New("pooled connection closed by the server")
 
 // get returns an idle connection to addr, or a new one. Connections idle
-// longer than idleTimeout are closed on the way.
-func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, error) {
-	now := time.Now()
+// longer than idleTimeout (at now) are closed on the way.
+func (t *h1Transport) get(ctx context.Context, addr string, now time.Time) (*h1Conn, error) {
 	t.mu.Lock()
 	for {
 		list := t.idle[addr]
@@ -82,13 +81,14 @@ func (t *h1Transport) get(ctx context.Context, addr string) (*h1Conn, error) {
 	return pc, nil
 }
 
-// put makes a connection whose answer was read to its end available again.
-func (t *h1Transport) put(pc *h1Conn) {
+// put makes a connection whose answer was read to its end available again,
+// idle since now (the request's start will do: idle timeouts are long).
+func (t *h1Transport) put(pc *h1Conn, now time.Time) {
 	if pc.br.Buffered() > 0 {
 		pc.c.Close() // the server sent more than one answer
 		return
 	}
-	pc.idleAt = time.Now()
+	pc.idleAt = now
 	t.mu.Lock()
 	if t.idle == nil {
 		t.idle = map[string][]*h1Conn{}
