@@ -83,6 +83,8 @@ type clientConn struct {
 	bodyErr     error    // reading its body failed
 	expect100   bool     // answer 100 Continue before reading its body
 	connTokens  []string // header names its Connection header lists
+	upType      string   // the protocol it asks to switch to, if any
+	plain       plainAnswer
 	start       time.Time
 	lastPost    bool
 
@@ -366,6 +368,7 @@ func (b *reqBody) Read(p []byte) (int, error) {
 func (cc *clientConn) proxy(req *http.Request) bool {
 	d := cc.d
 	upType := ""
+	defer func() { cc.upType = "" }()
 	if httpguts.HeaderValuesContainsToken(req.Header["Connection"], "Upgrade") {
 		if u := req.Header["Upgrade"]; len(u) > 0 {
 			upType = u[0]
@@ -375,6 +378,7 @@ func (cc *clientConn) proxy(req *http.Request) bool {
 			return cc.respond(req, http.StatusBadGateway, "", "", true)
 		}
 	}
+	cc.upType = upType
 	cc.connTokens = connectionTokens(req.Header["Connection"], cc.connTokens[:0])
 	// Buffer a small body, so that the request can be sent again to
 	// another upstream (retryable says when that is allowed).
@@ -612,7 +616,8 @@ func (cc *clientConn) copyRequestBody(bw *bufio.Writer, chunked bool) error {
 }
 
 // readHeader reads the answer's header, relaying informational (1xx)
-// answers to the client. It waits for the whole header under the short
+// answers to the client. A plain answer (see plainAnswer) is left in the
+// buffer, described in cc.plain, and the response returned is nil. It waits for the whole header under the short
 // patience deadline, and past it under ResponseHeaderTimeout while
 // watching the client: http.ReadResponse itself never waits on a deadline
 // it could not resume from.
@@ -654,6 +659,12 @@ func (cc *clientConn) readHeader(pc *h1Conn, req *http.Request, start time.Time)
 				extend()
 			}
 		}
+		if req.Method != http.MethodHead && cc.upType == "" {
+			if a, ok := parsePlainAnswer(buffered(pc.br)); ok {
+				cc.plain = a
+				return nil, nil // relayPlain takes it from here
+			}
+		}
 		resp, err := http.ReadResponse(pc.br, req)
 		if err != nil {
 			return nil, err
@@ -682,6 +693,9 @@ func (cc *clientConn) readHeader(pc *h1Conn, req *http.Request, start time.Time)
 // back when the answer was read to its end.
 func (cc *clientConn) relay(req *http.Request, resp *http.Response, pc *h1Conn, upType string) bool {
 	d := cc.d
+	if resp == nil {
+		return cc.relayPlain(req, pc)
+	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return cc.tunnel(req, resp, pc, upType)
 	}
@@ -729,7 +743,7 @@ func (cc *clientConn) relay(req *http.Request, resp *http.Response, pc *h1Conn, 
 		_, werr = bw.ReadFrom(resp.Body) // all buffered: no read blocks
 	default:
 		var rerr error
-		rerr, werr = cc.copyResponseBody(resp, pc, chunked)
+		rerr, werr = cc.copyBody(resp.Body, pc, chunked, resp.Trailer)
 		if rerr != nil {
 			complete = false
 			keep = false
@@ -751,10 +765,60 @@ func (cc *clientConn) relay(req *http.Request, resp *http.Response, pc *h1Conn, 
 	return keep && werr == nil
 }
 
-// copyResponseBody streams an answer's body to the client, flushing
-// whenever the upstream has nothing more for the moment. It returns the
-// upstream's error and the client's.
-func (cc *clientConn) copyResponseBody(resp *http.Response, pc *h1Conn, chunked bool) (rerr, werr error) {
+// relayPlain writes a plain answer to the client: its header's field lines
+// as they came, then the body, passed through.
+func (cc *clientConn) relayPlain(req *http.Request, pc *h1Conn) bool {
+	a := &cc.plain
+	bw := cc.bw
+	keep := cc.keepAlive(req)
+	streaming := int64(pc.br.Buffered()-a.size) < a.length || a.length > int64(bw.Available()-len(a.fields)-64)
+	writeStatusLine(bw, a.code)
+	bw.Write(a.fields) // before the Discard: it points into pc.br's buffer
+	cc.writeConnection(req, keep)
+	bw.WriteString("\r\n")
+	pc.br.Discard(a.size)
+	complete := true
+	var werr error
+	if !streaming {
+		body, _ := pc.br.Peek(int(a.length))
+		bw.Write(body)
+		pc.br.Discard(len(body))
+	} else {
+		if !pc.rdl.IsZero() {
+			pc.rdl = time.Time{}
+			pc.c.SetReadDeadline(pc.rdl)
+		}
+		cc.watch()
+		body := &io.LimitedReader{R: pc.br, N: a.length}
+		var rerr error
+		rerr, werr = cc.copyBody(body, pc, false, nil)
+		if rerr == nil && body.N > 0 {
+			rerr = io.ErrUnexpectedEOF
+		}
+		if rerr != nil {
+			complete, keep = false, false
+			if !cc.gone.Load() {
+				cc.d.log.Debug("front door: reading an answer's body", "upstream", pc.addr, "err", rerr)
+			}
+		}
+	}
+	if werr == nil {
+		werr = bw.Flush()
+	}
+	cc.unwatch()
+	cc.pc.Store(nil)
+	if complete && werr == nil && !cc.gone.Load() {
+		cc.d.transport.put(pc, cc.start)
+	} else {
+		pc.c.Close()
+	}
+	return keep && werr == nil
+}
+
+// copyBody streams an answer's body to the client, flushing whenever the
+// upstream has nothing more for the moment, and its trailer when chunked.
+// It returns the upstream's error and the client's.
+func (cc *clientConn) copyBody(body io.Reader, pc *h1Conn, chunked bool, trailer http.Header) (rerr, werr error) {
 	bw := cc.bw
 	buf := bufferPool.Get()
 	defer bufferPool.Put(buf)
@@ -764,7 +828,7 @@ func (cc *clientConn) copyResponseBody(resp *http.Response, pc *h1Conn, chunked 
 				return errClientGone, werr
 			}
 		}
-		n, err := resp.Body.Read(buf)
+		n, err := body.Read(buf)
 		if n > 0 {
 			if chunked {
 				writeChunk(bw, buf[:n])
@@ -781,7 +845,7 @@ func (cc *clientConn) copyResponseBody(resp *http.Response, pc *h1Conn, chunked 
 	}
 	if chunked {
 		bw.WriteString("0\r\n")
-		writeTrailer(bw, resp.Trailer)
+		writeTrailer(bw, trailer)
 		bw.WriteString("\r\n")
 	}
 	return nil, nil

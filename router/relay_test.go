@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/lifeline-dr/lifeline/router"
 )
@@ -760,4 +764,56 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// FuzzPlainAnswer holds the relay's own parsing of plain answers to the
+// standard library: whatever it takes as plain, http.ReadResponse reads
+// with the same status, length, header size and fields, and with nothing
+// that concerns the connection.
+func FuzzPlainAnswer(f *testing.F) {
+	for _, seed := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n{\"ok\":true}",
+		"HTTP/1.1 404 Not Found\r\ncontent-length:  0 \r\nX-A: 1\r\nX-A: 2\r\n\r\n",
+		"HTTP/1.1 200\r\nContent-Length: 5\r\n\r\nhello",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n folded\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX: a\tb\r\nContent-Length: 1\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+		"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\nContent-Length: 1\n\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	hop := []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		code, length, fields, size, ok := router.PlainAnswer(b)
+		if !ok {
+			return
+		}
+		br := bufio.NewReaderSize(bytes.NewReader(b), len(b)+16)
+		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
+		if err != nil {
+			t.Fatalf("plain answer %q refused by net/http: %v", b, err)
+		}
+		if resp.StatusCode != code || resp.ContentLength != length || resp.Close || len(resp.TransferEncoding) > 0 || resp.ProtoMinor != 1 {
+			t.Fatalf("%q: plain %d, length %d; net/http %d, length %d, close %v, %v", b, code, length, resp.StatusCode, resp.ContentLength, resp.Close, resp.TransferEncoding)
+		}
+		if consumed := len(b) - br.Buffered(); consumed != size {
+			t.Fatalf("%q: plain header of %d bytes, net/http read %d", b, size, consumed)
+		}
+		h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(slices.Clip(fields), "\r\n"...)))).ReadMIMEHeader()
+		if err != nil {
+			t.Fatalf("%q: plain fields %q do not parse: %v", b, fields, err)
+		}
+		if diff := cmp.Diff(resp.Header, http.Header(h)); diff != "" {
+			t.Fatalf("%q: fields differ (-net/http +plain):\n%s", b, diff)
+		}
+		for _, k := range hop {
+			if _, ok := resp.Header[k]; ok {
+				t.Fatalf("%q: plain answer with %s", b, k)
+			}
+		}
+	})
 }
