@@ -129,3 +129,119 @@ func equalFold(b []byte, lower string) bool {
 	}
 	return true
 }
+
+// plainRequest is a client's request header that the relay can pass on
+// as it came, without http.ReadRequest: GET or HEAD, an origin-form target
+// of plain characters (no percent-encoding), "HTTP/1.1", one valid Host,
+// well-formed "Name: value" lines and no field that concerns the body, the
+// connection or forwarding (Content-Length, Transfer-Encoding, Expect,
+// Connection, Keep-Alive, Proxy-*, TE, Trailer, Upgrade, Forwarded,
+// X-Forwarded-*), nor Pragma (which net/http turns into Cache-Control).
+// Such a request has no body, so nothing about its framing is left to
+// interpret: request smuggling stays net/http's to refuse. Anything else
+// goes to http.ReadRequest (FuzzPlainRequest holds this parser to it).
+type plainRequest struct {
+	method string
+	target []byte // as received; its path ends at '?'
+	host   []byte
+	fields []byte // the header's field lines, CRLF-terminated, Host included
+	size   int    // of the whole header, blank line included
+}
+
+// parsePlainRequest parses a complete request header at the start of b;
+// ok false when the request is not plain.
+func parsePlainRequest(b []byte) (r plainRequest, ok bool) {
+	switch {
+	case bytes.HasPrefix(b, []byte("GET /")):
+		r.method = "GET"
+	case bytes.HasPrefix(b, []byte("HEAD /")):
+		r.method = "HEAD"
+	default:
+		return r, false
+	}
+	i := len(r.method) + 1
+	end := bytes.IndexByte(b[i:], ' ')
+	if end < 0 {
+		return r, false
+	}
+	r.target = b[i : i+end]
+	for _, c := range r.target {
+		if !targetByte(c) {
+			return r, false
+		}
+	}
+	i += end + 1
+	if !bytes.HasPrefix(b[i:], []byte("HTTP/1.1\r\n")) {
+		return r, false
+	}
+	i += len("HTTP/1.1\r\n")
+	start := i
+	for {
+		if bytes.HasPrefix(b[i:], crlf) {
+			r.fields, r.size = b[start:i], i+2
+			return r, r.host != nil
+		}
+		end := bytes.Index(b[i:], crlf)
+		if end < 0 {
+			return r, false
+		}
+		line := b[i : i+end]
+		i += end + 2
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return r, false
+		}
+		name, value := line[:colon], line[colon+1:]
+		for _, c := range name {
+			if !tokenByte(c) {
+				return r, false
+			}
+		}
+		for _, c := range value {
+			if (c < ' ' || c > '~') && c != '\t' {
+				return r, false
+			}
+		}
+		switch {
+		case equalFold(name, "host"):
+			v := bytes.Trim(value, " \t")
+			if r.host != nil || len(v) == 0 {
+				return r, false
+			}
+			for _, c := range v {
+				if !hostByte(c) {
+					return r, false
+				}
+			}
+			r.host = v
+		case equalFold(name, "content-length"), equalFold(name, "transfer-encoding"), equalFold(name, "expect"),
+			equalFold(name, "connection"), equalFold(name, "keep-alive"), equalFold(name, "proxy-connection"),
+			equalFold(name, "proxy-authenticate"), equalFold(name, "proxy-authorization"), equalFold(name, "te"),
+			equalFold(name, "trailer"), equalFold(name, "upgrade"), equalFold(name, "forwarded"),
+			equalFold(name, "x-forwarded-for"), equalFold(name, "x-forwarded-host"), equalFold(name, "x-forwarded-proto"),
+			equalFold(name, "pragma"):
+			return r, false
+		}
+	}
+}
+
+// targetByte: the characters of a plain origin-form target (RFC 3986
+// unreserved, sub-delims, ':', '@', '/', '?'); no '%': a target with
+// escapes goes through net/url.
+func targetByte(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~!$&'()*+,;=:@/?", c) >= 0
+}
+
+// hostByte: the characters of a plain host[:port] (a name or an IPv4
+// address; IPv6 literals go through net/http).
+func hostByte(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return c == '-' || c == '.' || c == ':' || c == '_'
+}

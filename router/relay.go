@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,6 +86,9 @@ type clientConn struct {
 	connTokens  []string // header names its Connection header lists
 	upType      string   // the protocol it asks to switch to, if any
 	plain       plainAnswer
+	plainReq    plainRequest // set while a plain request is served
+	preq        http.Request
+	purl        url.URL
 	start       time.Time
 	lastPost    bool
 
@@ -195,6 +199,11 @@ func (cc *clientConn) finish() {
 // handle serves one request; false when the connection is to be closed.
 func (cc *clientConn) handle() bool {
 	d := cc.d
+	if b := buffered(cc.br); headerComplete(b) {
+		if pr, ok := parsePlainRequest(b); ok && pr.size <= d.cfg.MaxHeaderBytes {
+			return cc.handlePlain(pr)
+		}
+	}
 	cc.limit, cc.hitLimit = int64(d.cfg.MaxHeaderBytes)+4096, false
 	if !headerComplete(buffered(cc.br)) {
 		// The header is not all in: it must be within ReadHeaderTimeout
@@ -226,6 +235,27 @@ func (cc *clientConn) handle() bool {
 		cc.statusError(http.StatusBadRequest, "malformed Host header")
 		return false
 	}
+	return cc.serve1(req)
+}
+
+// handlePlain serves a plain request (see plainRequest). The request the
+// rest of the relay sees is reused from one plain request to the next;
+// writeRequest passes the target and the fields on as they came.
+func (cc *clientConn) handlePlain(pr plainRequest) bool {
+	// pr's slices point into br's buffer, which nothing reads into
+	// before the next request (a plain request has no body).
+	cc.br.Discard(pr.size)
+	path, _, _ := bytes.Cut(pr.target, []byte("?"))
+	cc.purl = url.URL{Path: string(path)}
+	cc.preq = http.Request{Method: pr.method, URL: &cc.purl, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Body: http.NoBody, Host: string(pr.host)}
+	cc.plainReq = pr
+	defer func() { cc.plainReq = plainRequest{} }()
+	return cc.serve1(&cc.preq)
+}
+
+// serve1 serves one request that was read and checked.
+func (cc *clientConn) serve1(req *http.Request) bool {
+	d := cc.d
 	cc.req = req
 	defer func() { cc.req = nil }()
 	cc.lastPost = req.Method == http.MethodPost
@@ -511,6 +541,20 @@ func (cc *clientConn) exchange(pc *h1Conn, req *http.Request, body []byte, upTyp
 // anew.
 func (cc *clientConn) writeRequest(pc *h1Conn, req *http.Request, body []byte, upType string) error {
 	bw := pc.bw
+	if pr := &cc.plainReq; pr.fields != nil {
+		// Nothing in it to remove or to frame: the target and the
+		// fields go as they came, then X-Forwarded-For.
+		bw.WriteString(pr.method)
+		bw.WriteByte(' ')
+		bw.Write(pr.target)
+		bw.WriteString(" HTTP/1.1\r\n")
+		bw.Write(pr.fields)
+		if cc.clientIP != "" {
+			writeField(bw, "X-Forwarded-For", cc.clientIP)
+		}
+		bw.WriteString("\r\n")
+		return nil
+	}
 	bw.WriteString(req.Method)
 	bw.WriteByte(' ')
 	uri := req.RequestURI

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/lifeline-dr/lifeline/router"
 )
@@ -813,6 +815,67 @@ func FuzzPlainAnswer(f *testing.F) {
 		for _, k := range hop {
 			if _, ok := resp.Header[k]; ok {
 				t.Fatalf("%q: plain answer with %s", b, k)
+			}
+		}
+	})
+}
+
+// FuzzPlainRequest holds the relay's own parsing of plain requests to the
+// standard library: whatever it takes as plain, http.ReadRequest reads the
+// same way (method, target, path and query, Host, fields, no body, keep-
+// alive, header size), and it carries nothing the relay would have to
+// remove or answer itself.
+func FuzzPlainRequest(f *testing.F) {
+	for _, seed := range []string{
+		"GET /bench HTTP/1.1\r\nHost: orders.shop.internal\r\nUser-Agent: lifeline-bench\r\n\r\n",
+		"HEAD /a?b=c&d HTTP/1.1\r\nhost:  x:8080 \r\nAccept: */*\r\nAccept: text/html\r\n\r\n",
+		"GET /%41 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+		"GET / HTTP/1.0\r\nHost: x\r\n\r\n",
+		"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\tb\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	skip := []string{"Content-Length", "Transfer-Encoding", "Expect", "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Upgrade", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Pragma"}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		method, target, host, fields, size, ok := router.PlainRequest(b)
+		if !ok {
+			return
+		}
+		br := bufio.NewReaderSize(bytes.NewReader(b), len(b)+16)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			t.Fatalf("plain request %q refused by net/http: %v", b, err)
+		}
+		path, query, _ := strings.Cut(string(target), "?")
+		if req.Method != method || req.RequestURI != string(target) || req.URL.Path != path || req.URL.RawQuery != query || req.Host != string(host) ||
+			req.ContentLength != 0 || req.Body != http.NoBody || req.Close || req.ProtoMajor != 1 || req.ProtoMinor != 1 || len(req.TransferEncoding) > 0 {
+			t.Fatalf("%q: plain %s %q host %q; net/http %s %q (path %q query %q) host %q, length %d, close %v", b, method, target, host,
+				req.Method, req.RequestURI, req.URL.Path, req.URL.RawQuery, req.Host, req.ContentLength, req.Close)
+		}
+		if !httpguts.ValidHostHeader(req.Host) {
+			t.Fatalf("%q: plain request with an invalid Host %q", b, req.Host)
+		}
+		if consumed := len(b) - br.Buffered(); consumed != size {
+			t.Fatalf("%q: plain header of %d bytes, net/http read %d", b, size, consumed)
+		}
+		h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(slices.Clip(fields), "\r\n"...)))).ReadMIMEHeader()
+		if err != nil {
+			t.Fatalf("%q: plain fields %q do not parse: %v", b, fields, err)
+		}
+		delete(h, "Host")
+		if diff := cmp.Diff(req.Header, http.Header(h), cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("%q: fields differ (-net/http +plain):\n%s", b, diff)
+		}
+		for _, k := range skip {
+			if _, ok := req.Header[k]; ok {
+				t.Fatalf("%q: plain request with %s", b, k)
 			}
 		}
 	})
