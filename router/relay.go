@@ -19,9 +19,10 @@ import (
 )
 
 // The front door's HTTP/1.1 relay. Each client connection is served by one
-// goroutine that reads a request (http.ReadRequest), writes it to an
-// upstream over a pooled connection, reads the answer (http.ReadResponse)
-// and writes it back, then loops for the next request. It does what
+// goroutine that reads a request (http.ReadRequest, or the strict plain
+// path of answer.go), writes it to an upstream over a pooled connection,
+// reads the answer (http.ReadResponse, or the plain path) and writes it
+// back, then loops for the next request. It does what
 // net/http.Server with httputil.ReverseProxy did for the front door, at
 // about half the CPU per request: no per-request goroutine, no
 // ResponseWriter, no request clone, and read deadlines that are moved
