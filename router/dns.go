@@ -3,12 +3,15 @@ package router
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -138,11 +141,25 @@ func (d *DNS) Run(ctx context.Context) error {
 	}
 	started := make(chan struct{}, 2)
 	notify := func() { started <- struct{}{} }
-	d.udp = &dns.Server{PacketConn: d.pc, Handler: d, UDPSize: dns.MaxMsgSize, MsgAcceptFunc: acceptMsg, NotifyStartedFunc: notify}
+	servers := []*dns.Server{}
 	d.tcp = &dns.Server{Listener: d.ln, Handler: d, MsgAcceptFunc: acceptMsg, NotifyStartedFunc: notify,
 		ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
+	servers = append(servers, d.tcp)
+	udp, own := d.pc.(*net.UDPConn)
+	if own {
+		// On an unspecified address, an answer must leave from the
+		// address its query came to: miekg/dns's server reads each
+		// packet's control messages for that.
+		own = !d.pc.LocalAddr().(*net.UDPAddr).AddrPort().Addr().IsUnspecified()
+	}
+	if own {
+		started <- struct{}{}
+	} else {
+		d.udp = &dns.Server{PacketConn: d.pc, Handler: d, UDPSize: dns.MaxMsgSize, MsgAcceptFunc: acceptMsg, NotifyStartedFunc: notify}
+		servers = append(servers, d.udp)
+	}
 	errs := make(chan error, 2)
-	for _, srv := range []*dns.Server{d.udp, d.tcp} {
+	for _, srv := range servers {
 		go func() { errs <- srv.ActivateAndServe() }()
 	}
 	d.log.Info("dns listening", "addr", d.Addr())
@@ -155,6 +172,12 @@ func (d *DNS) Run(ctx context.Context) error {
 			return fmt.Errorf("dns %s: %w", d.Addr(), err)
 		}
 	}
+	var wg sync.WaitGroup
+	if own {
+		for range max(2, runtime.GOMAXPROCS(0)) {
+			wg.Go(func() { d.serveUDP(udp) })
+		}
+	}
 	var err error
 	select {
 	case <-ctx.Done():
@@ -163,9 +186,38 @@ func (d *DNS) Run(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = d.udp.ShutdownContext(sctx)
+	if d.udp != nil {
+		_ = d.udp.ShutdownContext(sctx)
+	} else {
+		d.pc.Close()
+	}
 	_ = d.tcp.ShutdownContext(sctx)
+	wg.Wait()
 	return err
+}
+
+// serveUDP answers queries on the UDP socket until it closes: read, answer,
+// write, with buffers reused. Run on a few goroutines, it costs about a
+// third less per query than miekg/dns's server, which starts a goroutine,
+// moves the read deadline and reads the control messages for each packet.
+func (d *DNS) serveUDP(conn *net.UDPConn) {
+	in := make([]byte, dns.MaxMsgSize)
+	out := make([]byte, 0, 4<<10)
+	for {
+		n, from, err := conn.ReadFromUDPAddrPort(in)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			d.log.Debug("dns read", "err", err)
+			continue
+		}
+		if b := d.reply(in[:n], from.Addr(), true, out[:0]); b != nil {
+			if _, err := conn.WriteToUDPAddrPort(b, from); err != nil {
+				d.log.Debug("dns write", "client", from, "err", err)
+			}
+		}
+	}
 }
 
 // acceptMsg is miekg/dns's default filter, except that NOTIFY (which this
@@ -197,9 +249,15 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 }
 
 // Reply answers a raw query the way the server does (filter, unpack,
-// answer, pack): nil means no answer is sent. It exists for the fuzzer and
-// for tests; the server runs the same steps inside miekg/dns.
+// answer, pack): nil means no answer is sent. The server answers UDP
+// queries with it (on a specific address), and TCP ones with the same
+// steps inside miekg/dns.
 func (d *DNS) Reply(raw []byte, client netip.Addr, udp bool) []byte {
+	return d.reply(raw, client, udp, nil)
+}
+
+// reply is Reply packing into buf when it is large enough.
+func (d *DNS) reply(raw []byte, client netip.Addr, udp bool, buf []byte) []byte {
 	if len(raw) < 12 {
 		return nil // too short for a header: drop, as the server does
 	}
@@ -222,7 +280,7 @@ func (d *DNS) Reply(raw []byte, client netip.Addr, udp bool) []byte {
 			m = d.Answer(req, client, udp)
 		}
 	}
-	b, err := m.Pack()
+	b, err := m.PackBuffer(buf)
 	if err != nil {
 		return nil
 	}

@@ -3,15 +3,12 @@ package router_test
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -496,50 +493,6 @@ func FuzzDNSHandler(f *testing.F) {
 			t.Fatalf("UDP answer of %d bytes", len(out))
 		}
 	})
-}
-
-// BenchmarkDNS measures queries per second over UDP from concurrent
-// clients, each waiting for its answer before asking again.
-func BenchmarkDNS(b *testing.B) {
-	table := router.NewRouteTable()
-	table.Update([]router.Route{ordersRoute(true)})
-	d := startDNS(b, table, router.DNSSettings{})
-	q, _ := new(dns.Msg).SetQuestion("orders.shop.internal.", dns.TypeA).Pack()
-	const clients = 8
-	var next atomic.Int64
-	var failed atomic.Int64
-	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := net.Dial("udp", d.Addr())
-			if err != nil {
-				failed.Add(1)
-				return
-			}
-			defer c.Close()
-			buf := make([]byte, 1500)
-			for next.Add(1) <= int64(b.N) {
-				c.Write(q)
-				c.SetReadDeadline(time.Now().Add(time.Second))
-				if _, err := c.Read(buf); err != nil {
-					if errors.Is(err, net.ErrClosed) {
-						return
-					}
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "queries/s")
-	if n := failed.Load(); n > int64(b.N)/100 {
-		b.Errorf("%d of %d queries unanswered", n, b.N)
-	}
 }
 
 // BenchmarkDNSAnswer measures the answering path alone (unpack, policy,

@@ -1,16 +1,13 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"strings"
 	"sync"
@@ -139,115 +136,48 @@ type upstream struct {
 
 func (u *upstream) usable(now int64) bool { return u.failedUntil.Load() <= now }
 
-// door is what the regional and the global front doors share: the server,
-// the reverse proxy, and the retrying transport.
+// door is what the regional and the global front doors share: the
+// listener, the client connections and the relay that serves them (see
+// relay.go), and the connections to the upstreams.
 type door struct {
 	cfg       FrontDoorSettings
 	log       *slog.Logger
-	transport *http.Transport
-	fast      *h1Transport
-	proxy     *httputil.ReverseProxy
-	srv       *http.Server
+	transport *h1Transport
 	ln        net.Listener
+	// idleSlack is how far the idle deadline may lag: it is moved at most
+	// this often.
+	idleSlack time.Duration
+	// ctx ends at a hard stop: dials in progress give up.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	conns   map[*clientConn]struct{}
+	wg      sync.WaitGroup
+	closing atomic.Bool
 
 	// pick chooses where a request goes, never exclude (the upstream that
 	// just failed it) unless there is nothing else; nil when nowhere.
-	pick func(r *http.Request, exclude *upstream) *upstream
-	// find returns the upstream of an address a request was sent to.
-	find func(addr string) *upstream
+	pick func(r *http.Request, client netip.Addr, exclude *upstream, now int64) *upstream
 	// health answers the health endpoint: whether the door can serve.
 	health func() bool
-	// route handles a request before proxying; false when it answered.
-	route func(w http.ResponseWriter, r *http.Request) bool
+	// route, when set, refuses a request before it is proxied with a
+	// status and a message; 0 to proxy it.
+	route func(r *http.Request) (int, string)
 }
 
 func newDoor(cfg FrontDoorSettings, log *slog.Logger) *door {
 	cfg = cfg.WithDefaults()
-	d := &door{cfg: cfg, log: log}
-	d.transport = &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-		// Pass the client's Accept-Encoding through untouched.
-		DisableCompression: true,
-	}
-	d.fast = &h1Transport{
-		dialer:            net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
-		maxIdle:           cfg.MaxIdleConnsPerHost,
-		idleTimeout:       d.transport.IdleConnTimeout,
-		respHeaderTimeout: cfg.ResponseHeaderTimeout,
-	}
-	d.proxy = &httputil.ReverseProxy{
-		Rewrite:      d.rewrite,
-		Transport:    roundTripper(d.roundTrip),
-		BufferPool:   bufferPool,
-		ErrorHandler: d.proxyError,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	d.srv = &http.Server{
-		Handler:           d,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	d := &door{cfg: cfg, log: log, conns: map[*clientConn]struct{}{}}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.idleSlack = min(cfg.IdleTimeout/10, time.Second)
+	d.transport = &h1Transport{
+		dialer:      net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
+		maxIdle:     cfg.MaxIdleConnsPerHost,
+		idleTimeout: 90 * time.Second,
 	}
 	return d
 }
-
-// ServeHTTP proxies one request, or answers the health endpoint.
-func (d *door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == d.cfg.HealthPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		w.Header().Set("Cache-Control", "no-store")
-		if d.health() {
-			w.WriteHeader(http.StatusOK)
-			_, _ = io.WriteString(w, "ok\n")
-		} else {
-			http.Error(w, "no healthy upstream", http.StatusServiceUnavailable)
-		}
-		return
-	}
-	if d.route != nil && !d.route(w, r) {
-		return
-	}
-	d.proxy.ServeHTTP(w, r)
-}
-
-func (d *door) rewrite(pr *httputil.ProxyRequest) {
-	out := pr.Out
-	out.URL.Scheme = "http"
-	out.URL.Host = ""
-	if u := d.pick(pr.In, nil); u != nil {
-		out.URL.Host = u.addr
-	}
-	// X-Forwarded-For: the client's address, after what earlier proxies
-	// said when they are trusted.
-	if ap, err := netip.ParseAddrPort(pr.In.RemoteAddr); err == nil {
-		ip := ap.Addr().Unmap().String()
-		if prior := pr.In.Header["X-Forwarded-For"]; d.cfg.TrustForwarded && len(prior) > 0 {
-			ip = strings.Join(prior, ", ") + ", " + ip
-		}
-		out.Header["X-Forwarded-For"] = []string{ip}
-	}
-	// Buffer a small body, so that the request can be sent again to
-	// another instance (retryable says when that is allowed).
-	if n := pr.In.ContentLength; n > 0 && n <= d.cfg.RetryBodyLimit && out.Body != nil {
-		buf := make([]byte, n)
-		read, err := io.ReadFull(out.Body, buf)
-		if err != nil {
-			out.Body = io.NopCloser(io.MultiReader(bytes.NewReader(buf[:read]), errReader{err}))
-			return
-		}
-		out.Body = io.NopCloser(bytes.NewReader(buf))
-		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
-	}
-}
-
-type errReader struct{ err error }
-
-func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // idempotent methods may be repeated (RFC 9110, 9.2.2).
 func idempotent(method string) bool {
@@ -256,82 +186,6 @@ func idempotent(method string) bool {
 		return true
 	}
 	return false
-}
-
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// roundTrip sends a request to the upstream rewrite chose and, when the
-// connection fails and the request may be repeated, to others.
-func (d *door) roundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Host == "" {
-		return nil, errNoUpstream
-	}
-	up := d.find(req.URL.Host)
-	resp, err := d.send(req)
-	for attempt := 1; err != nil; attempt++ {
-		if req.Context().Err() != nil {
-			return nil, err // the client went away
-		}
-		up.failedUntil.Store(time.Now().Add(d.cfg.FailDuration).UnixNano())
-		if attempt >= d.cfg.Attempts || !retryable(req, err) {
-			return nil, err
-		}
-		next := d.pick(req, up)
-		if next == nil || next == up {
-			return nil, err
-		}
-		d.log.Debug("retrying on another upstream", "from", up.addr, "to", next.addr, "err", err)
-		up = next
-		r2 := *req
-		u := *req.URL
-		u.Host = next.addr
-		r2.URL = &u
-		if req.GetBody != nil {
-			if r2.Body, err = req.GetBody(); err != nil {
-				return nil, err
-			}
-		}
-		resp, err = d.send(&r2)
-	}
-	return resp, nil
-}
-
-func (d *door) send(req *http.Request) (*http.Response, error) {
-	if d.fast.fast(req) {
-		return d.fast.RoundTrip(req)
-	}
-	return d.transport.RoundTrip(req)
-}
-
-// retryable says whether a failed request may be sent again: when nothing
-// was sent (the connection could not be opened), or when it is idempotent;
-// in both cases only with no body or one that can be replayed.
-func retryable(req *http.Request, err error) bool {
-	if req.Body != nil && req.GetBody == nil {
-		return false
-	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return true
-	}
-	return idempotent(req.Method)
-}
-
-func (d *door) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	status := http.StatusBadGateway
-	var ne net.Error
-	switch {
-	case errors.Is(err, errNoUpstream):
-		status = http.StatusServiceUnavailable
-	case r.Context().Err() != nil:
-		return // the client is gone: nobody to answer
-	case errors.As(err, &ne) && ne.Timeout():
-		status = http.StatusGatewayTimeout
-	}
-	d.log.Debug("proxy", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
-	w.WriteHeader(status)
 }
 
 // Listen binds the front door's address.
@@ -355,35 +209,133 @@ func (d *door) Addr() string {
 	return d.ln.Addr().String()
 }
 
-// Run serves until ctx ends, then drains: it stops accepting, lets the
-// requests in flight finish for up to DrainTimeout, and cuts the rest.
+// Run serves until ctx ends, then drains: it stops accepting, closes idle
+// connections, lets the requests in flight finish for up to DrainTimeout
+// (their connections close after the answer), then cuts what is left,
+// upgraded connections (WebSockets) included.
 func (d *door) Run(ctx context.Context) error {
 	if err := d.Listen(); err != nil {
 		return err
 	}
 	d.log.Info("front door listening", "addr", d.Addr())
 	errc := make(chan error, 1)
-	go func() { errc <- d.srv.Serve(d.ln) }()
+	go func() { errc <- d.accept() }()
 	select {
 	case err := <-errc:
+		d.closing.Store(true)
+		d.ln.Close()
+		d.closeAll()
+		d.transport.CloseIdleConnections()
 		return fmt.Errorf("front door %s: %w", d.Addr(), err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), d.cfg.DrainTimeout)
-	defer cancel()
-	err := d.srv.Shutdown(sctx)
-	if err != nil {
-		d.log.Warn("front door drain deadline passed; cutting the remaining requests", "addr", d.Addr())
-		d.srv.Close()
-		err = fmt.Errorf("front door %s: drain: %w", d.Addr(), err)
-	}
+	d.closing.Store(true)
+	d.ln.Close()
 	<-errc
+	err := d.drain()
 	d.transport.CloseIdleConnections()
-	d.fast.CloseIdleConnections()
 	return err
 }
 
-// bufferPool lends the proxy its copy buffers: a free list in a channel
+// accept serves each new connection on a goroutine of its own until the
+// listener closes.
+func (d *door) accept() error {
+	var delay time.Duration
+	for {
+		c, err := d.ln.Accept()
+		if err != nil {
+			if d.closing.Load() {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors, or a connection aborted before it
+			// was accepted: wait a little and go on, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			d.log.Warn("front door: accept", "addr", d.Addr(), "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		cc := newClientConn(d, c)
+		d.mu.Lock()
+		if d.closing.Load() {
+			d.mu.Unlock()
+			c.Close()
+			continue
+		}
+		d.conns[cc] = struct{}{}
+		d.wg.Add(1)
+		d.mu.Unlock()
+		go cc.serve()
+	}
+}
+
+func (d *door) untrack(cc *clientConn) {
+	d.mu.Lock()
+	delete(d.conns, cc)
+	d.mu.Unlock()
+	d.wg.Done()
+}
+
+// drain waits for the requests in flight, closing connections as they
+// fall idle, then closes what is left.
+func (d *door) drain() error {
+	deadline := time.Now().Add(d.cfg.DrainTimeout)
+	wait := time.Millisecond
+	for d.closeIdle() > 0 {
+		if time.Now().After(deadline) {
+			d.log.Warn("front door drain deadline passed; cutting the remaining requests", "addr", d.Addr())
+			d.closeAll()
+			return fmt.Errorf("front door %s: drain: %w", d.Addr(), context.DeadlineExceeded)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+	d.closeAll() // tunnels
+	return nil
+}
+
+// closeIdle closes the connections that wait for a request and returns
+// how many serve one (or may be about to: a new connection gets
+// newStateGrace to send its first).
+func (d *door) closeIdle() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	busy := 0
+	for cc := range d.conns {
+		switch st := cc.state.Load(); {
+		case st == stateIdle || st == stateNew && time.Since(cc.created) > newStateGrace:
+			if cc.state.CompareAndSwap(st, stateClosed) {
+				cc.c.Close()
+			} else if cc.state.Load() == stateActive {
+				busy++
+			}
+		case st == stateNew || st == stateActive:
+			busy++
+		}
+	}
+	return busy
+}
+
+// closeAll cuts every connection, client and upstream, and waits for
+// their goroutines.
+func (d *door) closeAll() {
+	d.cancel()
+	d.mu.Lock()
+	for cc := range d.conns {
+		cc.state.Store(stateClosed)
+		cc.c.Close()
+		if pc := cc.pc.Load(); pc != nil {
+			pc.c.Close()
+		}
+	}
+	d.mu.Unlock()
+	d.wg.Wait()
+}
+
+// bufferPool lends the relay its copy buffers: a free list in a channel
 // costs no allocation per request (a sync.Pool of slices would).
 var bufferPool = &chanPool{c: make(chan []byte, 256)}
 
@@ -421,20 +373,12 @@ type instancePool struct {
 	byAddr map[string]*upstream
 }
 
-var _ http.Handler = (*Regional)(nil)
-
 // NewRegional returns the front door of a region with no instance yet.
 func NewRegional(region string, cfg FrontDoorSettings, log *slog.Logger) *Regional {
 	r := &Regional{region: region}
 	r.door = newDoor(cfg, log.With("subsystem", "front-door", "region", region))
 	r.pool.Store(&instancePool{byAddr: map[string]*upstream{}})
 	r.door.pick = r.pick
-	r.door.find = func(addr string) *upstream {
-		if u := r.pool.Load().byAddr[addr]; u != nil {
-			return u
-		}
-		return &upstream{addr: addr} // removed meanwhile
-	}
 	r.door.health = func() bool { return r.Healthy() > 0 }
 	return r
 }
@@ -457,6 +401,11 @@ func (r *Regional) SetInstances(addrs []string) {
 		p.byAddr[a] = u
 	}
 	r.pool.Store(p)
+	for a := range old.byAddr {
+		if p.byAddr[a] == nil {
+			r.transport.closeIdle(a) // nothing goes there any more
+		}
+	}
 }
 
 // Healthy is how many instances may take requests now: set healthy and not
@@ -474,13 +423,12 @@ func (r *Regional) Healthy() int {
 
 // pick is round robin over the usable instances; when every instance
 // recently failed, over all of them (a failure may have been a blip).
-func (r *Regional) pick(_ *http.Request, exclude *upstream) *upstream {
+func (r *Regional) pick(_ *http.Request, _ netip.Addr, exclude *upstream, now int64) *upstream {
 	list := r.pool.Load().list
 	n := uint64(len(list))
 	if n == 0 {
 		return nil
 	}
-	now := time.Now().UnixNano()
 	start := r.next.Add(1)
 	for i := range n {
 		if u := list[(start+i)%n]; u != exclude && u.usable(now) {
@@ -508,21 +456,17 @@ type Global struct {
 	upstreams sync.Map // entry address → *upstream
 }
 
-var _ http.Handler = (*Global)(nil)
-
 // NewGlobal returns the global entry point answering from src.
 func NewGlobal(src RouteSource, cfg FrontDoorSettings, log *slog.Logger) *Global {
 	g := &Global{src: src, rnd: rand.IntN}
 	g.door = newDoor(cfg, log.With("subsystem", "global-entry"))
 	g.door.pick = g.pick
-	g.door.find = g.upstream
 	g.door.health = func() bool { rs := src.Routes(); return rs != nil && len(rs.byHost) > 0 }
-	g.door.route = func(w http.ResponseWriter, r *http.Request) bool {
+	g.door.route = func(r *http.Request) (int, string) {
 		if g.lookup(r) == nil {
-			http.Error(w, "no workload is served under this host name", http.StatusNotFound)
-			return false
+			return http.StatusNotFound, "no workload is served under this host name\n"
 		}
-		return true
+		return 0, ""
 	}
 	return g
 }
@@ -555,17 +499,12 @@ func (g *Global) lookup(r *http.Request) *compiled {
 
 // pick applies the route's policy; regions whose front door recently
 // failed (or just failed this request) count as unhealthy.
-func (g *Global) pick(r *http.Request, exclude *upstream) *upstream {
+func (g *Global) pick(r *http.Request, client netip.Addr, exclude *upstream, now int64) *upstream {
 	c := g.lookup(r)
 	if c == nil {
 		return nil
 	}
-	client := netip.Addr{}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		client = ap.Addr()
-	}
 	regions := c.Regions
-	now := time.Now().UnixNano()
 	for i := range regions {
 		if regions[i].Entry == "" {
 			continue

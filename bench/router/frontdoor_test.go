@@ -1,4 +1,23 @@
-package router_test
+// Package routerbench measures the router on this machine: the regional
+// HTTP front door side by side with HAProxy (Debian's package, configured
+// alike: round robin over the same two instances, keep-alive to them,
+// X-Forwarded-For), and the authoritative DNS server.
+//
+// The front-door benchmarks run the load generator and the service
+// instances in a helper process (this test binary, re-executed), so that
+// the process under test holds only the proxy, as HAProxy's holds only
+// HAProxy. The targets of issue 5: at 64 connections the front door's
+// requests/s at least 90% of HAProxy's, and at one connection the p99 it
+// adds to a direct request under 0.5 ms:
+//
+//	go test ./bench/router -run XXX -bench FrontDoorRatio -benchtime 1x
+//	go test ./bench/router -run XXX -bench 'FrontDoor$' -benchtime 3x
+//	go test ./bench/router -run XXX -bench 'DNS$' -benchtime 300000x -count 3
+//
+// Other engineers run CPU-sensitive benchmarks on shared machines: wrap
+// each run in `flock /tmp/lifeline-bench.lock ...`. Figures go in the issue
+// notes; nothing here asserts a timing.
+package routerbench
 
 import (
 	"bufio"
@@ -6,10 +25,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +45,25 @@ import (
 	"github.com/lifeline-dr/lifeline/internal/testenv"
 	"github.com/lifeline-dr/lifeline/router"
 )
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// run calls listen, then serves with serve until the benchmark ends.
+func run(b *testing.B, listen func() error, serve func(context.Context) error) {
+	b.Helper()
+	if err := listen(); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx) }()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("serve: %v", err)
+		}
+	})
+}
 
 // load is the outcome of a closed-loop run.
 type load struct {
@@ -210,6 +248,7 @@ func TestBenchHelper(t *testing.T) {
 // rig is a helper process with instances and a load generator.
 type rig struct {
 	instances []string
+	pid       int // of the helper, for its CPU time
 	in        io.Writer
 	out       *bufio.Scanner
 }
@@ -249,7 +288,7 @@ func startRig(b *testing.B, addrs ...string) *rig {
 			<-done
 		}
 	})
-	r := &rig{in: in, out: bufio.NewScanner(out)}
+	r := &rig{in: in, out: bufio.NewScanner(out), pid: cmd.Process.Pid}
 	for r.out.Scan() {
 		if f := strings.Fields(r.out.Text()); len(f) > 0 && f[0] == "ready" {
 			r.instances = f[1:]
@@ -369,14 +408,13 @@ backend be
 // instances), and through HAProxy configured alike (when installed; its
 // default threads and one thread): one connection (the latency the hop
 // adds) and 64 (throughput). go-server is a net/http server answering by
-// itself in the front door's process: the floor of any proxy built on
-// net/http. proxy-cpu-µs/req is the CPU time the process under test used
-// per request. The load
-// generator and the instances run in a helper process; each sub-benchmark
-// loads its target for b.N seconds and reports requests/s and p50/p99
-// latency in microseconds.
+// itself in the front door's process: what net/http alone costs.
+// proxy-cpu-µs/req is the CPU time the process under test used per
+// request, helper-cpu-µs/req the helper's (load generator and instances).
+// Each sub-benchmark loads its target for b.N seconds and reports
+// requests/s and p50/p99 latency in microseconds.
 //
-//	go test ./router/ -run XXX -bench 'FrontDoor$' -benchtime 3x
+//	go test ./bench/router -run XXX -bench 'FrontDoor$' -benchtime 3x
 func BenchmarkFrontDoor(b *testing.B) {
 	sub := testenv.Subnet(b)
 	r := startRig(b, sub+".1:0", sub+".2:0")
@@ -402,17 +440,21 @@ func BenchmarkFrontDoor(b *testing.B) {
 			b.Run(fmt.Sprintf("conns=%d/%s", conns, tg.name), func(b *testing.B) {
 				r.load(b, tg.addr, conns, 200*time.Millisecond) // warm up
 				b.ResetTimer()
-				cpu := cpuTime(tg.pid)
+				cpu, helper := cpuTime(tg.pid), cpuTime(r.pid)
 				res := r.load(b, tg.addr, conns, time.Duration(b.N)*time.Second)
-				cpu = cpuTime(tg.pid) - cpu
+				cpu, helper = cpuTime(tg.pid)-cpu, cpuTime(r.pid)-helper
 				b.StopTimer()
 				if res.errors > 0 {
 					b.Fatalf("%d requests failed", res.errors)
 				}
 				b.ReportMetric(res.rate, "req/s")
+				n := res.rate * float64(b.N)
 				if tg.pid != 0 {
-					b.ReportMetric(float64(cpu.Microseconds())/(res.rate*float64(b.N)), "proxy-cpu-µs/req")
+					b.ReportMetric(float64(cpu.Microseconds())/n, "proxy-cpu-µs/req")
 				}
+				// The load generator and the instances: a proxy's
+				// behaviour changes their cost too.
+				b.ReportMetric(float64(helper.Microseconds())/n, "helper-cpu-µs/req")
 				b.ReportMetric(float64(res.p50.Nanoseconds())/1e3, "p50-µs")
 				b.ReportMetric(float64(res.p99.Nanoseconds())/1e3, "p99-µs")
 			})
@@ -429,7 +471,7 @@ func BenchmarkFrontDoor(b *testing.B) {
 // request at one connection. The front door runs in this process: set
 // GOMAXPROCS to compare at a given number of cores.
 //
-//	go test ./router/ -run XXX -bench FrontDoorRatio -benchtime 1x
+//	go test ./bench/router -run XXX -bench FrontDoorRatio -benchtime 1x
 func BenchmarkFrontDoorRatio(b *testing.B) {
 	sub := testenv.Subnet(b)
 	r := startRig(b, sub+".1:0", sub+".2:0")
@@ -452,6 +494,11 @@ func BenchmarkFrontDoorRatio(b *testing.B) {
 				out   *[]float64
 				p99   bool
 			}{{door.Addr(), 64, &rDoor, false}, {hp, 64, &rHA, false}, {hp1, 64, &rHA1, false}, {r.instances[0], 1, &p99Direct, true}, {door.Addr(), 1, &p99Door, true}} {
+				// Warm up each target as BenchmarkFrontDoor does: the
+				// first load after a one-connection phase also pays for
+				// the helper's own ramp from one connection to 64, which
+				// otherwise falls on whichever target comes first.
+				r.load(b, tg.addr, tg.conns, 200*time.Millisecond)
 				res := r.load(b, tg.addr, tg.conns, time.Second)
 				if res.errors > 0 {
 					b.Fatalf("%s: %d errors", tg.addr, res.errors)
@@ -469,40 +516,5 @@ func BenchmarkFrontDoorRatio(b *testing.B) {
 		b.ReportMetric(door/ha, "door/haproxy")
 		b.ReportMetric(door/ha1, "door/haproxy-1thread")
 		b.ReportMetric(pr-pd, "added-p99-µs")
-	}
-}
-
-// BenchmarkRegionalServeHTTP measures the front door's own work per
-// request (no client socket), allocations included.
-func BenchmarkRegionalServeHTTP(b *testing.B) {
-	inst := benchBackend(b, "127.0.0.1:0")
-	door := router.NewRegional("eu-west", router.FrontDoorSettings{Addr: "127.0.0.1:0"}, quiet)
-	door.SetInstances([]string{inst})
-	req := httptest.NewRequest(http.MethodGet, "http://orders.shop.internal/bench", nil)
-	req.RemoteAddr = "127.0.0.1:40000"
-	b.ReportAllocs()
-	for b.Loop() {
-		w := httptest.NewRecorder()
-		door.ServeHTTP(w, req)
-		if w.Code != http.StatusOK {
-			b.Fatalf("status %d", w.Code)
-		}
-	}
-}
-
-// BenchmarkDirectRoundTrip is the baseline of BenchmarkRegionalServeHTTP:
-// the same request sent by an http.Transport, without the proxy.
-func BenchmarkDirectRoundTrip(b *testing.B) {
-	inst := benchBackend(b, "127.0.0.1:0")
-	tr := &http.Transport{MaxIdleConnsPerHost: 16}
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+inst+"/bench", nil)
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 	}
 }
