@@ -52,6 +52,9 @@ type Controller struct {
 	poke      chan struct{}        // wakes the leader's loop when a lease expires
 	lastTry   map[string]time.Time
 	decisions map[string]Decision
+	// lastPlacement is when the leader last checked whether it should
+	// leave a primary's node (only the lead loop touches it).
+	lastPlacement time.Time
 }
 
 // New returns a controller.
@@ -147,7 +150,7 @@ func (c *Controller) lead(ctx context.Context, el *concurrency.Election) {
 			wg.Add(1)
 			go func() { defer wg.Done(); c.placeEtcdLeader(ctx) }()
 		}
-		if c.askedToResign(ctx) {
+		if c.askedToResign(ctx) || c.leavePrimary(ctx) {
 			return
 		}
 		select {
@@ -157,6 +160,49 @@ func (c *Controller) lead(ctx context.Context, el *concurrency.Election) {
 		case <-c.poke:
 		}
 	}
+}
+
+// leavePrimary reports whether this leader should step down because its
+// node hosts a primary (and another candidate can lead): losing that node
+// would then cost a controller election on top of the lease's expiry,
+// which delays the failover it must run. Checked once a runbook is done,
+// like askedToResign, and only every few seconds.
+func (c *Controller) leavePrimary(ctx context.Context) bool {
+	if time.Since(c.lastPlacement) < 5*time.Second {
+		return false
+	}
+	c.lastPlacement = time.Now()
+	c.mu.Lock()
+	busy := false
+	for _, running := range c.running {
+		busy = busy || running
+	}
+	c.mu.Unlock()
+	if busy {
+		return false
+	}
+	hosts := map[string]bool{} // nodes hosting a primary
+	for i := range c.t.Workloads {
+		rec, _, _, err := c.s.Primary(ctx, c.t.Workloads[i].Name, clientv3.WithSerializable())
+		if err != nil {
+			return false
+		}
+		hosts[rec.Node] = true
+	}
+	if !hosts[c.cfg.Name] {
+		return false
+	}
+	resp, err := c.s.Client().Get(ctx, c.s.Keys().Election("controller")+"/", clientv3.WithPrefix(), clientv3.WithSerializable())
+	if err != nil {
+		return false
+	}
+	for _, kv := range resp.Kvs {
+		if other := string(kv.Value); other != c.cfg.Name && !hosts[other] {
+			c.log.Info("stepping down as controller leader: this node hosts a primary", "for", other)
+			return true
+		}
+	}
+	return false // every candidate hosts a primary: stay
 }
 
 // askedToResign reports whether an operator asked this leader to step down
