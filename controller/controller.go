@@ -198,7 +198,7 @@ func (c *Controller) leavePrimary(ctx context.Context) bool {
 	}
 	for _, kv := range resp.Kvs {
 		if other := string(kv.Value); other != c.cfg.Name && !hosts[other] {
-			c.log.Info("stepping down as controller leader: this node hosts a primary", "for", other)
+			c.log.Info("stepping down as controller leader: this node hosts a primary", "candidate", other)
 			return true
 		}
 	}
