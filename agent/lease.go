@@ -303,6 +303,10 @@ func (l *primaryLease) hold(ctx context.Context) {
 			if d := l.expiresBy(); !d.IsZero() && !d.After(time.Now()) {
 				fencedFor = d
 				l.r.fence("the primary lease was not renewed in time")
+				// Let go of it: a renewal still in flight must not make it
+				// valid again behind the fence. The agent takes it again
+				// (adopting it if etcd still has it) before it serves.
+				l.drop()
 			}
 		}
 	}
