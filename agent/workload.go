@@ -430,9 +430,9 @@ func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings
 		defer r.setArchiveOff(false)
 	}
 	if pre.SyncStandbyNames == "" && settings.SyncStandbyNames != "" {
-		// A standby configured by an older version: name them now, and
-		// wait for the reload (a promotion needs no other reload: a
-		// standby runs with the names it would use as primary).
+		// A standby configured by an older version: name them before the
+		// promotion (otherwise no reload is needed: a standby runs with
+		// the names it would use as primary).
 		pre.SyncStandbyNames = settings.SyncStandbyNames
 		if err := r.pg.WriteConfig(pre); err != nil {
 			return err
