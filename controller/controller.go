@@ -172,13 +172,7 @@ func (c *Controller) leavePrimary(ctx context.Context) bool {
 		return false
 	}
 	c.lastPlacement = time.Now()
-	c.mu.Lock()
-	busy := false
-	for _, running := range c.running {
-		busy = busy || running
-	}
-	c.mu.Unlock()
-	if busy {
+	if c.busy() {
 		return false
 	}
 	hosts := map[string]bool{} // nodes hosting a primary
@@ -205,6 +199,18 @@ func (c *Controller) leavePrimary(ctx context.Context) bool {
 	return false // every candidate hosts a primary: stay
 }
 
+// busy reports whether this controller runs a runbook.
+func (c *Controller) busy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, running := range c.running {
+		if running {
+			return true
+		}
+	}
+	return false
+}
+
 // askedToResign reports whether an operator asked this leader to step down
 // (`lifeline controller resign`), and clears the request. A leader running
 // a runbook finishes it first: a handover mid-runbook is for crashes.
@@ -214,13 +220,7 @@ func (c *Controller) askedToResign(ctx context.Context) bool {
 	if err != nil || len(resp.Kvs) == 0 || string(resp.Kvs[0].Value) != c.cfg.Name {
 		return false
 	}
-	c.mu.Lock()
-	busy := false
-	for _, running := range c.running {
-		busy = busy || running
-	}
-	c.mu.Unlock()
-	if busy {
+	if c.busy() {
 		return false
 	}
 	_, _ = c.s.Client().Txn(ctx).
