@@ -144,16 +144,9 @@ func TestZoneFailure(t *testing.T) {
 		t.Logf("primary %s -> %s; writes through the writer endpoint resumed %.2fs after the kill; %d acknowledged, %d failed attempts",
 			name(old), name(p), rto.Seconds(), len(res.Acked), len(res.Failures))
 
-		var rbs []struct {
-			Kind  string `json:"kind"`
-			State string `json:"state"`
-			Steps []struct {
-				Name  string `json:"name"`
-				State string `json:"state"`
-			} `json:"steps"`
-		}
-		if err := json.Unmarshal([]byte(lifeline(t, u, "runbooks", "--json")), &rbs); err != nil || len(rbs) == 0 {
-			t.Fatalf("runbooks: %v %v", rbs, err)
+		rbs := runbooks(t, u)
+		if len(rbs) == 0 {
+			t.Fatal("no runbook")
 		}
 		last := rbs[len(rbs)-1]
 		var steps []string
@@ -166,7 +159,7 @@ func TestZoneFailure(t *testing.T) {
 		deadline := time.Now().Add(time.Minute)
 		for last.State != "succeeded" && time.Now().Before(deadline) {
 			time.Sleep(time.Second)
-			_ = json.Unmarshal([]byte(lifeline(t, u, "runbooks", "--json")), &rbs)
+			rbs = runbooks(t, u)
 			last = rbs[len(rbs)-1]
 		}
 		if last.State != "succeeded" {
