@@ -46,6 +46,7 @@ type workloadRunner struct {
 	// delay the promotion or the switch to the new timeline. A file, not
 	// a configuration reload, so it applies to the very next lookup.
 	archiveOff string
+	offNow     bool // archiveOff exists
 	// standbySlots: this standby holds slots for the other nodes, so that
 	// they can stream from it the moment it is named primary (cascading
 	// through its promotion) instead of retrying until it creates them.
@@ -61,6 +62,7 @@ type workloadRunner struct {
 	timelines timelineCheck
 
 	mu         sync.Mutex
+	streamed   time.Time // when the last report found this standby streaming
 	primary    lifeline.PrimaryRecord
 	fenced     string        // why the server was fenced; "" when not
 	runningAs  lifeline.Role // what the running server was started or promoted as
@@ -167,6 +169,7 @@ func (r *workloadRunner) prepareArchive() error {
 	if err := os.Remove(r.archiveOff); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	r.offNow = false
 	r.restoreCmd = fmt.Sprintf("test ! -e %s && %s wal-fetch --standby --config %s %%f %%p", r.archiveOff, bin, conf)
 	return nil
 }
@@ -423,12 +426,11 @@ func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings
 	if err := json.Unmarshal([]byte(r.configured), &pre); err != nil || pre.Upstream == nil {
 		return fmt.Errorf("promote: the running server's settings are unknown: %v", err)
 	}
-	if newerTimeline == nil || !<-newerTimeline {
-		// Nothing in the archive for PostgreSQL to skip when it picks the
-		// new timeline: promote without archive lookups (one process each).
-		r.setArchiveOff(true)
-		defer r.setArchiveOff(false)
-	}
+	// With nothing in the archive for PostgreSQL to skip when it picks the
+	// new timeline, promote without archive lookups (one process each);
+	// otherwise with them, even if streaming had turned them off.
+	r.setArchiveOff(newerTimeline == nil || !<-newerTimeline)
+	defer r.setArchiveOff(false)
 	if pre.SyncStandbyNames == "" && settings.SyncStandbyNames != "" {
 		// A standby configured by an older version: name them before the
 		// promotion (otherwise no reload is needed: a standby runs with
@@ -455,7 +457,7 @@ func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings
 
 // setArchiveOff turns restore_command's archive lookups off or back on.
 func (r *workloadRunner) setArchiveOff(off bool) {
-	if r.archiveOff == "" {
+	if r.archiveOff == "" || off == r.offNow {
 		return
 	}
 	var err error
@@ -466,7 +468,9 @@ func (r *workloadRunner) setArchiveOff(off bool) {
 	}
 	if err != nil {
 		r.log.Warn("archive lookups", "off", off, "err", err)
+		return
 	}
+	r.offNow = off
 }
 
 // repointWindow is how long a repointed standby streams without archive
@@ -474,6 +478,23 @@ func (r *workloadRunner) setArchiveOff(off bool) {
 // timeline, short enough that a standby that needs the archive (its WAL
 // gone from the new primary) gets it back soon.
 const repointWindow = 10 * time.Second
+
+// streamWindow is how long a standby that was streaming goes without
+// archive lookups once its stream stops. Its primary keeps a slot for it,
+// so streaming brings everything it lacks; when the primary is lost, the
+// archive has nothing the standby lacks either (the primary archives after
+// it sends). Meanwhile PostgreSQL asks the archive for the next segment and
+// for newer timelines on every retry, one process each, and a promotion
+// or a repoint waits for the lookup under way. A standby that needs the
+// archive (its slot lost, or its primary's WAL gone) gets it back after
+// this long.
+const streamWindow = 30 * time.Second
+
+func (r *workloadRunner) streamedWithin(d time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.streamed.IsZero() && time.Since(r.streamed) < d
+}
 
 // archiveHasNewerTimeline reports whether the region's archive holds a
 // timeline after this standby's own, or cannot tell: the promotion then
@@ -633,11 +654,12 @@ func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.
 		r.repointed = time.Now()
 	}
 	r.upstream = up
-	// Just repointed after a failover: stream the new timeline from the new
-	// primary alone. With archive lookups, each retry also asks the archive,
-	// one process per file, and that delays both the switch to the new
-	// timeline and, with RPO 0, the first commit it acknowledges.
-	r.setArchiveOff(time.Since(r.repointed) < repointWindow)
+	// Just repointed after a failover, or streaming until a moment ago:
+	// stream from the primary alone. With archive lookups, each retry also
+	// asks the archive, one process per file, and that delays a promotion,
+	// the switch to a new timeline and, with RPO 0, the first commit a
+	// standby acknowledges.
+	r.setArchiveOff(time.Since(r.repointed) < repointWindow || r.streamedWithin(streamWindow))
 	// The synchronous standbys it would have as primary, named ahead (no
 	// effect on a standby): a promotion then needs no reload first.
 	// Every candidate is named, alive or not: a dead one acknowledges
@@ -771,6 +793,11 @@ func (r *workloadRunner) publish(ctx context.Context) error {
 		st.InRecovery = pst.InRecovery
 		st.SpareLease = int64(r.lease.spareID())
 		st.Streaming = pst.Upstream == "streaming"
+		if pst.InRecovery && st.Streaming {
+			r.mu.Lock()
+			r.streamed = st.Reported
+			r.mu.Unlock()
+		}
 		st.LSN = pst.LSN.String()
 		st.Timeline = pst.Timeline
 		st.Replicas = pst.Replicas

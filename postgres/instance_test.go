@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,12 +12,20 @@ import (
 )
 
 func newInstance(t *testing.T, dir, addr, name string) *postgres.Instance {
+	return newInstanceWith(t, dir, addr, name, nil)
+}
+
+func newInstanceWith(t *testing.T, dir, addr, name string, params map[string]string) *postgres.Instance {
 	t.Helper()
+	p := map[string]string{"shared_buffers": "32MB", "max_connections": "20"}
+	for k, v := range params {
+		p[k] = v
+	}
 	i := postgres.New(postgres.Config{
 		Name: name, BinDir: testenv.PGBin(t), Dir: dir, Owner: testenv.Owner(t),
 		Address: addr, Port: 5432, Superuser: "postgres", ReplicationUser: "replicator",
 		Trust:      []string{"127.0.0.1", addr},
-		Parameters: map[string]string{"shared_buffers": "32MB", "max_connections": "20"},
+		Parameters: p,
 	})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -27,12 +37,12 @@ func newInstance(t *testing.T, dir, addr, name string) *postgres.Instance {
 	return i
 }
 
-func TestInstance_PrimaryStandbyPromote(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+// pair starts a primary "p" and a synchronous standby "s" streaming from it.
+func pair(ctx context.Context, t *testing.T, standbyParams map[string]string) (primary, standby *postgres.Instance) {
+	t.Helper()
 	dir := testenv.Dir(t)
 	net := testenv.Subnet(t)
-	primary := newInstance(t, dir+"/p", net+".1", "p")
+	primary = newInstance(t, dir+"/p", net+".1", "p")
 	if err := primary.InitDB(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +59,7 @@ func TestInstance_PrimaryStandbyPromote(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	standby := newInstance(t, dir+"/s", net+".2", "s")
+	standby = newInstanceWith(t, dir+"/s", net+".2", "s", standbyParams)
 	up := postgres.Upstream{Host: net + ".1", Port: 5432, Slot: "s"}
 	if err := standby.BaseBackup(ctx, up); err != nil {
 		t.Fatal(err)
@@ -60,6 +70,13 @@ func TestInstance_PrimaryStandbyPromote(t *testing.T) {
 	if err := standby.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return primary, standby
+}
+
+func TestInstance_PrimaryStandbyPromote(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	primary, standby := pair(ctx, t, nil)
 
 	conn, err := primary.Connect(ctx)
 	if err != nil {
@@ -107,5 +124,67 @@ func TestInstance_PrimaryStandbyPromote(t *testing.T) {
 	}
 	if sst.InRecovery || sst.Timeline != 2 {
 		t.Fatalf("promoted status = %+v", sst)
+	}
+}
+
+// A standby whose upstream has just failed sleeps wal_retrieve_retry_interval
+// between attempts, and PostgreSQL 15 sleeps it out even after a promotion
+// request taken while an attempt was starting. Promote wakes it from that
+// sleep: here each wake-up shows as one more attempt to reach the upstream,
+// where without it there would be none for 10 minutes.
+func TestInstance_WakeRetryWait(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	primary, standby := pair(ctx, t, map[string]string{"wal_retrieve_retry_interval": "10min"})
+	if err := primary.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := standby.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for {
+		var waiting bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE backend_type = 'startup' AND wait_event = 'RecoveryRetrieveRetryInterval')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the standby never slept to retry its upstream")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	attempts := func() int {
+		b, err := os.ReadFile(standby.LogFile())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(b), "could not connect to the primary server")
+	}
+	before := attempts()
+	done := make(chan struct{})
+	defer close(done)
+	go standby.WakeRetryWait(ctx, done)
+	for attempts() == before {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the standby slept on: no new attempt to reach its upstream")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := standby.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := standby.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.InRecovery || st.Timeline != 2 {
+		t.Fatalf("promoted status = %+v", st)
 	}
 }

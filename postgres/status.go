@@ -133,6 +133,9 @@ func (i *Instance) Promote(ctx context.Context) error {
 		return fmt.Errorf("promote %s: %w", i.cfg.Name, err)
 	}
 	defer conn.Close(context.Background())
+	done := make(chan struct{})
+	defer close(done)
+	go i.wakeRetryWait(ctx, done)
 	var ok bool
 	if err := conn.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&ok); err != nil {
 		return fmt.Errorf("promote %s: %w", i.cfg.Name, err)
@@ -141,6 +144,44 @@ func (i *Instance) Promote(ctx context.Context) error {
 		return fmt.Errorf("promote %s: did not finish within 60s", i.cfg.Name)
 	}
 	return nil
+}
+
+// wakeRetryWait cuts short the startup process's sleep between attempts to
+// get WAL while a promotion runs. A standby whose upstream just failed
+// notices the promotion request, then sleeps out the rest of
+// wal_retrieve_retry_interval before it ends recovery (PostgreSQL 15,
+// WaitForWALToBecomeAvailable): up to that long added to every failover.
+// A reload signal sets the latch that sleep waits on, so one is sent
+// whenever the startup process is seen in it. Best effort: the promotion
+// finishes without it, later.
+func (i *Instance) wakeRetryWait(ctx context.Context, done <-chan struct{}) {
+	conn, err := i.Connect(ctx)
+	if err != nil {
+		return
+	}
+	defer conn.Close(context.Background())
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var woken time.Time
+	for {
+		var waiting bool
+		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE backend_type = 'startup' AND wait_event = 'RecoveryRetrieveRetryInterval')`).Scan(&waiting)
+		if err != nil {
+			return
+		}
+		if waiting && time.Since(woken) > 100*time.Millisecond {
+			_ = i.Reload()
+			woken = time.Now()
+		}
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // Checkpoint forces a checkpoint (a promoted server's timeline then shows in
