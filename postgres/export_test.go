@@ -1,6 +1,14 @@
 package postgres
 
-import "context"
+import (
+	"context"
+	"time"
 
-// WakeRetryWait runs the promotion's wake-up loop alone, until done closes.
-func (i *Instance) WakeRetryWait(ctx context.Context, done <-chan struct{}) { i.wakeRetryWait(ctx, done) }
+	"github.com/jackc/pgx/v5"
+)
+
+// PromotionStep runs one step of Promote's wait.
+func (i *Instance) PromotionStep(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var woken time.Time
+	return i.promotionStep(ctx, conn, &woken)
+}

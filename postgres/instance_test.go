@@ -129,10 +129,10 @@ func TestInstance_PrimaryStandbyPromote(t *testing.T) {
 
 // A standby whose upstream has just failed sleeps wal_retrieve_retry_interval
 // between attempts, and PostgreSQL 15 sleeps it out even after a promotion
-// request taken while an attempt was starting. Promote wakes it from that
-// sleep: here each wake-up shows as one more attempt to reach the upstream,
-// where without it there would be none for 10 minutes.
-func TestInstance_WakeRetryWait(t *testing.T) {
+// request taken while an attempt was starting. Promote's wait wakes it from
+// that sleep: here the wake-up shows as one more attempt to reach the
+// upstream, where there would be none for 10 minutes otherwise.
+func TestInstance_PromotionWakesRetrySleep(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	primary, standby := pair(ctx, t, map[string]string{"wal_retrieve_retry_interval": "10min"})
@@ -145,12 +145,12 @@ func TestInstance_WakeRetryWait(t *testing.T) {
 	}
 	defer conn.Close(context.Background())
 	for {
-		var waiting bool
+		var sleeping bool
 		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE backend_type = 'startup' AND wait_event = 'RecoveryRetrieveRetryInterval')`).Scan(&waiting); err != nil {
+			WHERE backend_type = 'startup' AND wait_event = 'RecoveryRetrieveRetryInterval')`).Scan(&sleeping); err != nil {
 			t.Fatal(err)
 		}
-		if waiting {
+		if sleeping {
 			break
 		}
 		select {
@@ -167,9 +167,9 @@ func TestInstance_WakeRetryWait(t *testing.T) {
 		return strings.Count(string(b), "could not connect to the primary server")
 	}
 	before := attempts()
-	done := make(chan struct{})
-	defer close(done)
-	go standby.WakeRetryWait(ctx, done)
+	if done, err := standby.PromotionStep(ctx, conn); err != nil || done {
+		t.Fatalf("promotion step on a sleeping standby: done=%v err=%v", done, err)
+	}
 	for attempts() == before {
 		select {
 		case <-ctx.Done():

@@ -127,61 +127,72 @@ func (i *Instance) EnsureSlots(ctx context.Context, names []string) error {
 }
 
 // Promote ends recovery and waits until the server accepts writes.
+//
+// The request goes by `pg_ctl promote`, a signal, rather than pg_promote():
+// a new connection costs a backend's start, which is on the failover's path.
+// The wait then polls on a connection opened meanwhile, every 10 ms
+// (pg_promote polls every 100 ms).
 func (i *Instance) Promote(ctx context.Context) error {
-	conn, err := i.Connect(ctx)
-	if err != nil {
-		return fmt.Errorf("promote %s: %w", i.cfg.Name, err)
+	type dialed struct {
+		conn *pgx.Conn
+		err  error
 	}
-	defer conn.Close(context.Background())
-	done := make(chan struct{})
-	defer close(done)
-	go i.wakeRetryWait(ctx, done)
-	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&ok); err != nil {
-		return fmt.Errorf("promote %s: %w", i.cfg.Name, err)
+	c := make(chan dialed, 1)
+	go func() {
+		conn, err := i.Connect(ctx)
+		c <- dialed{conn, err}
+	}()
+	perr := i.run(ctx, nil, "pg_ctl", "promote", "-W", "-D", i.DataDir())
+	d := <-c
+	if d.err != nil {
+		return fmt.Errorf("promote %s: %w", i.cfg.Name, d.err)
 	}
-	if !ok {
-		return fmt.Errorf("promote %s: did not finish within 60s", i.cfg.Name)
+	defer d.conn.Close(context.Background())
+	if perr != nil {
+		return fmt.Errorf("promote %s: %w", i.cfg.Name, perr)
 	}
-	return nil
-}
-
-// wakeRetryWait cuts short the startup process's sleep between attempts to
-// get WAL while a promotion runs. A standby whose upstream just failed
-// notices the promotion request, then sleeps out the rest of
-// wal_retrieve_retry_interval before it ends recovery (PostgreSQL 15,
-// WaitForWALToBecomeAvailable): up to that long added to every failover.
-// A reload signal sets the latch that sleep waits on, so one is sent
-// whenever the startup process is seen in it. Best effort: the promotion
-// finishes without it, later.
-func (i *Instance) wakeRetryWait(ctx context.Context, done <-chan struct{}) {
-	conn, err := i.Connect(ctx)
-	if err != nil {
-		return
-	}
-	defer conn.Close(context.Background())
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
+	deadline := time.Now().Add(60 * time.Second)
 	var woken time.Time
 	for {
-		var waiting bool
-		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE backend_type = 'startup' AND wait_event = 'RecoveryRetrieveRetryInterval')`).Scan(&waiting)
+		done, err := i.promotionStep(ctx, d.conn, &woken)
 		if err != nil {
-			return
+			return fmt.Errorf("promote %s: %w", i.cfg.Name, err)
 		}
-		if waiting && time.Since(woken) > 100*time.Millisecond {
-			_ = i.Reload()
-			woken = time.Now()
+		if done {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("promote %s: still in recovery after 60s", i.cfg.Name)
 		}
 		select {
-		case <-done:
-			return
 		case <-ctx.Done():
-			return
-		case <-tick.C:
+			return fmt.Errorf("promote %s: %w", i.cfg.Name, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// promotionStep reports whether recovery has ended, and wakes the startup
+// process when it sleeps between attempts to get WAL.
+//
+// A standby whose upstream just failed notices a promotion request, then
+// sleeps out the rest of wal_retrieve_retry_interval before it ends
+// recovery, when the request came while a new attempt was starting
+// (PostgreSQL 15, WaitForWALToBecomeAvailable): up to that long added to a
+// failover. A reload signal sets the latch that sleep waits on; woken
+// spaces the signals out.
+func (i *Instance) promotionStep(ctx context.Context, conn *pgx.Conn, woken *time.Time) (bool, error) {
+	var inRecovery, sleeping bool
+	err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM pg_stat_activity
+		WHERE backend_type = 'startup' AND wait_event = 'RecoveryRetrieveRetryInterval')`).Scan(&inRecovery, &sleeping)
+	if err != nil || !inRecovery {
+		return err == nil, err
+	}
+	if sleeping && time.Since(*woken) > 100*time.Millisecond {
+		*woken = time.Now()
+		return false, i.Reload()
+	}
+	return false, nil
 }
 
 // Checkpoint forces a checkpoint (a promoted server's timeline then shows in
