@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -184,9 +185,18 @@ func (c *Controller) canPromote(ctx context.Context, rb *runbook.Runbook) error 
 }
 
 // promoted: the record names the chosen node and its agent reports a
-// primary that is out of recovery.
+// primary that is out of recovery (or promote saw it so).
+//
+// Both reads may be served by the nearest member. A member that lags can
+// only answer "not yet" where the leader would say "yes" (an epoch's record
+// is written once, and a report of a promoted server stays true): promote
+// then finds the record written, or its transaction fails and it reads
+// again from the leader.
 func (c *Controller) promoted(ctx context.Context, rb *runbook.Runbook) (bool, error) {
-	rec, _, _, err := c.s.Primary(ctx, rb.Workload)
+	if rb.Params["promoted"] != "" {
+		return true, nil
+	}
+	rec, _, _, err := c.s.Primary(ctx, rb.Workload, clientv3.WithSerializable())
 	if err != nil {
 		return false, err
 	}
@@ -204,63 +214,96 @@ func (c *Controller) promoted(ctx context.Context, rb *runbook.Runbook) (bool, e
 // promote names the chosen node primary, in a transaction that requires
 // the record unchanged and the old lease gone, then waits for its agent to
 // take the lease and promote its server.
+//
+// The record is read from the nearest member first, which saves a round
+// trip to the leader on the failover's path; if that member lags, the
+// transaction's comparison fails, and the record is read again from the
+// leader before giving up.
 func (c *Controller) promote(ctx context.Context, rb *runbook.Runbook) (string, error) {
-	keys := c.s.Keys()
-	rec, rev, _, err := c.s.Primary(ctx, rb.Workload, clientv3.WithSerializable())
-	if err != nil {
-		return "", err
-	}
 	want := lifeline.PrimaryRecord{Node: rb.Params["to"], Epoch: c.newEpoch(rb), Since: time.Now().UTC()}
-	switch {
-	case rec.Node == want.Node && rec.Epoch == want.Epoch:
-		// Written before a crash; only the wait is left.
-	case rec.Node == rb.Params["from"] && rec.Epoch == want.Epoch-1:
-		b, _ := json.Marshal(want)
-		cmps := []clientv3.Cmp{
-			clientv3.Compare(clientv3.ModRevision(keys.Primary(rb.Workload)), "=", rev),
-			clientv3.Compare(clientv3.CreateRevision(keys.Lease(rb.Workload)), "=", 0),
+	// The chosen node's spare lease, read meanwhile: the primary lease is
+	// handed over bound to it.
+	spareRead := make(chan clientv3.LeaseID, 1)
+	go func() {
+		reports, err := c.reports(ctx, rb.Workload)
+		if err != nil {
+			spareRead <- 0
+			return
 		}
-		if g, ok := runbook.Guard(ctx); ok {
-			cmps = append(cmps, g)
+		spareRead <- clientv3.LeaseID(reports[want.Node].SpareLease)
+	}()
+	spare := sync.OnceValue(func() clientv3.LeaseID { return <-spareRead })
+	for attempt := 0; ; attempt++ {
+		var opts []clientv3.OpOption
+		if attempt == 0 {
+			opts = append(opts, clientv3.WithSerializable())
 		}
-		ops := []clientv3.Op{clientv3.OpPut(keys.Primary(rb.Workload), string(b))}
-		// Hand the primary lease over with the record: bound to the lease
-		// the chosen node keeps alive for this, so it promotes without a
-		// write of its own, and the key vanishes with that node if it
-		// dies before it promotes.
-		var handoff []clientv3.Op
-		if reports, err := c.reports(ctx, rb.Workload); err == nil && reports[want.Node].SpareLease != 0 {
-			lease, _ := json.Marshal(lifeline.LeaseRecord{Node: want.Node, Epoch: want.Epoch})
-			handoff = append(ops, clientv3.OpPut(keys.Lease(rb.Workload), string(lease),
-				clientv3.WithLease(clientv3.LeaseID(reports[want.Node].SpareLease))))
-		}
-		var resp *clientv3.TxnResponse
-		if handoff != nil {
-			resp, err = c.s.Client().Txn(ctx).If(cmps...).Then(handoff...).Commit()
-			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-				handoff = nil // its spare lease expired: the node takes the lease itself
-			}
-		}
-		if handoff == nil {
-			resp, err = c.s.Client().Txn(ctx).If(cmps...).Then(ops...).Commit()
-		}
+		rec, rev, _, err := c.s.Primary(ctx, rb.Workload, opts...)
 		if err != nil {
 			return "", err
 		}
-		if !resp.Succeeded {
-			return "", errors.New("the primary record or lease changed (the old primary may be back), or this controller no longer leads")
+		written := rec.Node == want.Node && rec.Epoch == want.Epoch // before a crash: only the wait is left
+		if !written && rec.Node == rb.Params["from"] && rec.Epoch == want.Epoch-1 {
+			if written, err = c.namePrimary(ctx, rb, want, rev, spare()); err != nil {
+				return "", err
+			}
 		}
-	default:
-		return "", fmt.Errorf("the primary record changed to %s (epoch %d)", rec.Node, rec.Epoch)
+		if written {
+			break
+		}
+		if attempt > 0 {
+			if rec.Node == rb.Params["from"] {
+				return "", errors.New("the primary record or lease changed (the old primary may be back), or this controller no longer leads")
+			}
+			return "", fmt.Errorf("the primary record changed to %s (epoch %d)", rec.Node, rec.Epoch)
+		}
 	}
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		if ok, err := c.promoted(ctx, rb); err == nil && ok {
+			// Kept, so that the check after this step does not ask a
+			// member that lags behind the one that answered here.
+			rb.Params["promoted"] = "true"
 			return fmt.Sprintf("%s is primary, epoch %d", want.Node, want.Epoch), nil
 		}
 		sleep(ctx, c.t.Control.CheckInterval/4)
 	}
 	return "", fmt.Errorf("%s did not report itself primary within 90s", want.Node)
+}
+
+// namePrimary writes the new record if the record is still at revision rev
+// and the old lease is gone. With the chosen node's spare lease, the lease
+// key goes in the same transaction, bound to it: the node promotes without
+// a write of its own, and the key vanishes with that node if it dies before
+// it promotes.
+func (c *Controller) namePrimary(ctx context.Context, rb *runbook.Runbook, want lifeline.PrimaryRecord, rev int64, spare clientv3.LeaseID) (bool, error) {
+	keys := c.s.Keys()
+	b, _ := json.Marshal(want)
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(keys.Primary(rb.Workload)), "=", rev),
+		clientv3.Compare(clientv3.CreateRevision(keys.Lease(rb.Workload)), "=", 0),
+	}
+	if g, ok := runbook.Guard(ctx); ok {
+		cmps = append(cmps, g)
+	}
+	ops := []clientv3.Op{clientv3.OpPut(keys.Primary(rb.Workload), string(b))}
+	if spare != 0 {
+		lease, _ := json.Marshal(lifeline.LeaseRecord{Node: want.Node, Epoch: want.Epoch})
+		handoff := append(ops, clientv3.OpPut(keys.Lease(rb.Workload), string(lease), clientv3.WithLease(spare)))
+		resp, err := c.s.Client().Txn(ctx).If(cmps...).Then(handoff...).Commit()
+		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			if err != nil {
+				return false, err
+			}
+			return resp.Succeeded, nil
+		}
+		// Its spare lease expired: the node takes the lease itself.
+	}
+	resp, err := c.s.Client().Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
 }
 
 // repoint waits (bounded) for the live standbys to stream from the new
