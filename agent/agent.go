@@ -86,7 +86,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.member = m
 		defer m.Close()
 	}
-	s, err := store.Connect(Endpoints(t, a.cfg.Node), t.Name)
+	s, err := store.Connect(Endpoints(t, a.cfg.Node), t.Name, store.SkipSilentMembers(t.Control.CheckInterval, a.log))
 	if err != nil {
 		return err
 	}

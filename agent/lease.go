@@ -296,8 +296,12 @@ func (l *primaryLease) hold(ctx context.Context) {
 			}()
 		case err := <-renewed:
 			renewing = false
-			if err != nil {
-				l.r.log.Warn("primary lease not renewed", "err", err, "fence_in", time.Until(l.expiresBy()).Round(time.Millisecond))
+			switch d := l.expiresBy(); {
+			case err == nil:
+			case d.IsZero(): // let go of already
+				l.r.log.Warn("primary lease not renewed", "err", err)
+			default:
+				l.r.log.Warn("primary lease not renewed", "err", err, "fence_in", time.Until(d).Round(time.Millisecond))
 			}
 		case <-fence.C:
 			if d := l.expiresBy(); !d.IsZero() && !d.After(time.Now()) {

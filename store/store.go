@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -30,8 +31,9 @@ var ErrConflict = errors.New("changed by someone else")
 
 // Store is the typed view of the control store.
 type Store struct {
-	cli  *clientv3.Client
-	keys Keys
+	cli    *clientv3.Client
+	keys   Keys
+	prober *prober
 }
 
 // Connect opens a client to the cluster's control store. It does not wait
@@ -56,13 +58,28 @@ func Connect(endpoints []string, cluster string, opts ...Option) (*Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("control store %s: %w", strings.Join(endpoints, ","), err)
 	}
-	return &Store{cli: cli, keys: NewKeys(cluster)}, nil
+	s := &Store{cli: cli, keys: NewKeys(cluster)}
+	if o.probeEvery > 0 && len(endpoints) > 1 {
+		log := o.log
+		if log == nil {
+			log = slog.Default()
+		}
+		if s.prober, err = startProber(s, endpoints, o.probeEvery, log); err != nil {
+			cli.Close()
+			return nil, fmt.Errorf("control store %s: %w", strings.Join(endpoints, ","), err)
+		}
+	}
+	return s, nil
 }
 
 // Option tunes Connect.
 type Option func(*options)
 
-type options struct{ requireLeader bool }
+type options struct {
+	requireLeader bool
+	probeEvery    time.Duration
+	log           *slog.Logger
+}
 
 // RequireLeader makes a member cut off from the others refuse requests at
 // once ("no leader"), where it would hold them until they time out; the
@@ -77,7 +94,12 @@ func requireLeader(ctx context.Context, method string, req, reply any, cc *grpc.
 }
 
 // Close releases the client.
-func (s *Store) Close() error { return s.cli.Close() }
+func (s *Store) Close() error {
+	if s.prober != nil {
+		s.prober.stop()
+	}
+	return s.cli.Close()
+}
 
 // Client is the raw etcd client, for leases, elections and watches.
 func (s *Store) Client() *clientv3.Client { return s.cli }

@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,5 +98,141 @@ func TestStore_PrimaryRecordSurvivesMemberLoss(t *testing.T) {
 	got, _, _, err = s.Primary(ctx, "orders")
 	if err != nil || got != next {
 		t.Fatalf("primary = %+v, want %+v (%v)", got, next, err)
+	}
+}
+
+// A member behind a partition keeps its connections open while no byte
+// flows. The store must stop sending it requests: otherwise every request
+// that lands on it hangs until gRPC's keepalive (10 s at the least) gives
+// the connection up.
+func TestStore_SkipsSilentMembers(t *testing.T) {
+	_, endpoints := startCluster(t)
+	gate := startGate(t, strings.TrimPrefix(endpoints[0], "http://"))
+	eps := []string{"http://" + gate.addr, endpoints[1], endpoints[2]}
+	s, err := store.Connect(eps, "shop", store.SkipSilentMembers(100*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := s.Create(ctx, s.Keys().Primary("orders"), lifeline.PrimaryRecord{Node: "west/a", Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	inUse := func(want int) {
+		t.Helper()
+		for len(s.Client().Endpoints()) != want {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("endpoints in use: %v, want %d of them", s.Client().Endpoints(), want)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	readAll := func() {
+		t.Helper()
+		// Round robin sends some of these to every endpoint in use; one
+		// that reached the silent member would hang far past its timeout.
+		for i := 0; i < 30; i++ {
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			_, _, found, err := s.Primary(rctx, "orders")
+			rcancel()
+			if err != nil || !found {
+				t.Fatalf("read %d: found=%v err=%v", i, found, err)
+			}
+		}
+	}
+	readAll()
+
+	gate.cut(true)
+	inUse(2)
+	if slices.Contains(s.Client().Endpoints(), eps[0]) {
+		t.Fatalf("the silent member is still in use: %v", s.Client().Endpoints())
+	}
+	readAll()
+
+	gate.cut(false)
+	inUse(3)
+	readAll()
+}
+
+// gate relays TCP to a target and can stop every byte, as a partition does,
+// without closing a connection; when it opens again, the connections that
+// spanned the cut are closed.
+type gate struct {
+	addr string
+	mu   sync.Mutex
+	shut bool
+	cuts map[net.Conn]bool // connections open during a cut
+}
+
+func startGate(t *testing.T, target string) *gate {
+	t.Helper()
+	ln, err := net.Listen("tcp", testenv.Subnet(t)+".9:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{addr: ln.Addr().String(), cuts: map[net.Conn]bool{}}
+	t.Cleanup(func() {
+		ln.Close()
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for c := range g.cuts {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			g.mu.Lock()
+			g.cuts[c], g.cuts[up] = g.shut, g.shut
+			g.mu.Unlock()
+			go g.pipe(c, up)
+			go g.pipe(up, c)
+		}
+	}()
+	return g
+}
+
+func (g *gate) pipe(from, to net.Conn) {
+	defer from.Close()
+	defer to.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(buf)
+		if err != nil {
+			return
+		}
+		g.mu.Lock()
+		shut := g.shut
+		g.mu.Unlock()
+		if shut {
+			continue // dropped
+		}
+		if _, err := to.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+func (g *gate) cut(shut bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.shut = shut
+	for c, spanned := range g.cuts {
+		if shut {
+			g.cuts[c] = true
+		} else if spanned {
+			c.Close()
+			delete(g.cuts, c)
+		}
 	}
 }

@@ -84,12 +84,12 @@ func newRouter() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			s, err := store.Connect(agent.OperatorEndpoints(t), t.Name)
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			s, err := store.Connect(agent.OperatorEndpoints(t), t.Name, store.SkipSilentMembers(t.Control.CheckInterval, log))
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			return router.Run(cmd.Context(), t, s, router.Options{Home: home}, log)
 		},
 	}
