@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/store"
 )
 
 // primaryLease is the lease a primary's agent holds on the primary role.
@@ -66,13 +67,16 @@ func (l *primaryLease) window() time.Duration {
 // it succeeds only while the key is free and the record still names this
 // node, so a controller that is failing over and this agent never both win.
 // A lease this node left behind (same epoch, agent restarted) is adopted.
-func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, recRev int64) error {
+//
+// seen, when not nil, is the record and lease key as the primary watch saw
+// them at the record's revision.
+func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, recRev int64, seen *store.PrimaryState) error {
 	a := l.r.a
 	cli := a.store.Client()
 	keys := a.store.Keys()
 	leaseKey := keys.Lease(l.r.w.Name)
 	val, _ := json.Marshal(lifeline.LeaseRecord{Node: rec.Node, Epoch: rec.Epoch})
-	if l.adoptHandoff(ctx, rec) {
+	if l.adoptHandoff(ctx, rec, seen) {
 		return nil
 	}
 	grant, sent, err := l.takeSpare(ctx)
@@ -129,19 +133,28 @@ func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, 
 // primary: no etcd write, so the promotion starts one round trip sooner.
 // The fencing deadline counts from the spare's last renewal, as for a
 // spare taken by acquire.
-func (l *primaryLease) adoptHandoff(ctx context.Context, rec lifeline.PrimaryRecord) bool {
+//
+// The lease key comes from seen when the watch saw it with the record
+// (the controller writes both in one transaction), else from a read.
+func (l *primaryLease) adoptHandoff(ctx context.Context, rec lifeline.PrimaryRecord, seen *store.PrimaryState) bool {
 	l.mu.Lock()
 	spare, sent := l.spare, l.spareSent
 	l.mu.Unlock()
 	if spare == 0 {
 		return false
 	}
-	resp, err := l.r.a.store.Client().Get(ctx, l.r.a.store.Keys().Lease(l.r.w.Name), clientv3.WithSerializable())
-	if err != nil || len(resp.Kvs) == 0 || clientv3.LeaseID(resp.Kvs[0].Lease) != spare {
-		return false
-	}
 	var have lifeline.LeaseRecord
-	if json.Unmarshal(resp.Kvs[0].Value, &have) != nil || have.Node != rec.Node || have.Epoch != rec.Epoch {
+	var id clientv3.LeaseID
+	if seen != nil && seen.Record == rec && seen.LeaseID != 0 {
+		have, id = seen.Lease, seen.LeaseID
+	} else {
+		resp, err := l.r.a.store.Client().Get(ctx, l.r.a.store.Keys().Lease(l.r.w.Name), clientv3.WithSerializable())
+		if err != nil || len(resp.Kvs) == 0 || json.Unmarshal(resp.Kvs[0].Value, &have) != nil {
+			return false
+		}
+		id = clientv3.LeaseID(resp.Kvs[0].Lease)
+	}
+	if id != spare || have.Node != rec.Node || have.Epoch != rec.Epoch {
 		return false
 	}
 	if time.Since(sent) >= l.window()/2 {

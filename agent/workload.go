@@ -18,6 +18,7 @@ import (
 	"github.com/lifeline-dr/lifeline/backup"
 	"github.com/lifeline-dr/lifeline/internal/install"
 	"github.com/lifeline-dr/lifeline/postgres"
+	"github.com/lifeline-dr/lifeline/store"
 )
 
 // workloadRunner reconciles one workload's database on this node with the
@@ -62,6 +63,8 @@ type workloadRunner struct {
 	timelines timelineCheck
 
 	mu         sync.Mutex
+	seen       *store.PrimaryState // what the primary watch last saw, until a reconcile takes it
+	seenAt     time.Time
 	streamed   time.Time // when the last report found this standby streaming
 	primary    lifeline.PrimaryRecord
 	fenced     string        // why the server was fenced; "" when not
@@ -263,10 +266,16 @@ func (r *workloadRunner) poke() {
 	}
 }
 
+// watchPrimary wakes the loop when the primary record or lease changes,
+// and leaves what it saw for the reconcile it wakes.
 func (r *workloadRunner) watchPrimary(ctx context.Context) {
-	key := r.a.store.Keys().Primary(r.w.Name)
 	for ctx.Err() == nil {
-		err := r.a.store.WatchKey(ctx, key, func([]byte) { r.poke() })
+		err := r.a.store.WatchPrimary(ctx, r.w.Name, func(st store.PrimaryState) {
+			r.mu.Lock()
+			r.seen, r.seenAt = &st, time.Now()
+			r.mu.Unlock()
+			r.poke()
+		})
 		if ctx.Err() == nil {
 			r.log.Debug("watch primary", "err", err)
 			time.Sleep(time.Second)
@@ -323,23 +332,44 @@ func (r *workloadRunner) fenceReason() string {
 // trip: a stale record is harmless, because taking the lease compares the
 // record's revision, and a standby that follows a stale primary just does
 // not stream until the next read.
-func (r *workloadRunner) primaryRecord(ctx context.Context) (lifeline.PrimaryRecord, int64, error) {
+//
+// A reconcile the primary watch woke takes what the watch saw instead
+// (seen: nil otherwise), lease key included.
+func (r *workloadRunner) primaryRecord(ctx context.Context) (rec lifeline.PrimaryRecord, rev int64, seen *store.PrimaryState, err error) {
 	t := r.a.cfg.Topology
+	if st := r.takeSeen(); st != nil && st.RecordRev != 0 {
+		return st.Record, st.RecordRev, st, nil
+	}
 	rec, rev, found, err := r.a.store.Primary(ctx, r.w.Name, clientv3.WithSerializable())
 	if err != nil || found {
-		return rec, rev, err
+		return rec, rev, nil, err
 	}
 	init := lifeline.PrimaryRecord{Node: t.InitialPrimary(r.w).String(), Epoch: 1, Since: time.Now().UTC()}
 	if _, err := r.a.store.Create(ctx, r.a.store.Keys().Primary(r.w.Name), init); err != nil {
-		return rec, 0, err
+		return rec, 0, nil, err
 	}
 	rec, rev, _, err = r.a.store.Primary(ctx, r.w.Name)
-	return rec, rev, err
+	return rec, rev, nil, err
+}
+
+// takeSeen returns what the watch saw last, once, if it saw it within a
+// check interval: the reconcile it woke then needs no read of its own
+// (the watch's member is as current as a read's). A reconcile on the clock
+// reads, so that a watch that has gone quiet cannot hold a stale record.
+func (r *workloadRunner) takeSeen() *store.PrimaryState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.seen
+	r.seen = nil
+	if st == nil || time.Since(r.seenAt) > r.a.cfg.Topology.Control.CheckInterval {
+		return nil
+	}
+	return st
 }
 
 func (r *workloadRunner) reconcile(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	rec, rev, err := r.primaryRecord(cctx)
+	rec, rev, seen, err := r.primaryRecord(cctx)
 	cancel()
 	if err != nil {
 		return err
@@ -352,12 +382,12 @@ func (r *workloadRunner) reconcile(ctx context.Context) error {
 		return fmt.Errorf("primary record: %w", err)
 	}
 	if primary == r.me {
-		return r.reconcilePrimary(ctx, rec, rev)
+		return r.reconcilePrimary(ctx, rec, rev, seen)
 	}
 	return r.reconcileStandby(ctx, primary)
 }
 
-func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.PrimaryRecord, rev int64) error {
+func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.PrimaryRecord, rev int64, seen *store.PrimaryState) error {
 	var newer <-chan bool
 	if r.pg.Running() && r.role() != lifeline.RolePrimary {
 		// About to promote: learn about the archive's timelines while the
@@ -371,7 +401,7 @@ func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.Prim
 			r.fence("no valid primary lease")
 		}
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := r.lease.acquire(cctx, rec, rev)
+		err := r.lease.acquire(cctx, rec, rev, seen)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("primary lease: %w", err)

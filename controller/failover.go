@@ -116,6 +116,16 @@ func (c *Controller) pick(ctx context.Context, rb *runbook.Runbook) (string, err
 	if err != nil {
 		return "", err
 	}
+	// The first reports are read meanwhile: both reads may cross regions.
+	type read struct {
+		reports map[string]lifeline.NodeStatus
+		err     error
+	}
+	first := make(chan read, 1)
+	go func() {
+		r, err := c.reports(ctx, w.Name)
+		first <- read{r, err}
+	}()
 	// A leader that died after naming the new primary may not have saved
 	// its pick (progress is written in the background): the record is the
 	// truth, and picking again could name another node. (A stale read
@@ -130,8 +140,14 @@ func (c *Controller) pick(ctx context.Context, rb *runbook.Runbook) (string, err
 	}
 	deadline := time.Now().Add(c.t.Control.LeaseTTL + 2*time.Second)
 	stalls := stalledStreams{}
-	for {
-		reports, err := c.reports(ctx, w.Name)
+	for attempt := 0; ; attempt++ {
+		var reports map[string]lifeline.NodeStatus
+		if attempt == 0 {
+			r := <-first
+			reports, err = r.reports, r.err
+		} else {
+			reports, err = c.reports(ctx, w.Name)
+		}
 		if err != nil {
 			return "", err
 		}

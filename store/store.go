@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -204,6 +205,80 @@ func (s *Store) Primary(ctx context.Context, workload string, opts ...clientv3.O
 // Statuses returns the latest report of every live agent for the workload.
 func (s *Store) Statuses(ctx context.Context, workload string, opts ...clientv3.OpOption) (map[string]lifeline.NodeStatus, error) {
 	return List[lifeline.NodeStatus](ctx, s, s.keys.StatusPrefix(workload), opts...)
+}
+
+// PrimaryState is a workload's primary record and primary lease key as of
+// one revision.
+type PrimaryState struct {
+	Record    lifeline.PrimaryRecord
+	RecordRev int64 // the record's mod revision; 0 when there is none
+	Lease     lifeline.LeaseRecord
+	LeaseID   clientv3.LeaseID // the etcd lease the key lives under; 0 when there is none
+	Rev       int64            // the revision this state is as of
+}
+
+// WatchPrimary sends the workload's primary record and lease key to fn, as
+// they are now and after every revision that changes either, until ctx
+// ends. One watch over both keys: a transaction that names a primary and
+// hands it the lease arrives as one state.
+func (s *Store) WatchPrimary(ctx context.Context, workload string, fn func(PrimaryState)) error {
+	recKey, leaseKey := s.keys.Primary(workload), s.keys.Lease(workload)
+	// The range holds the two keys and the lock between them
+	// ("lease" < "lock" < "primary").
+	from, end := leaseKey, recKey+"\x00"
+	resp, err := s.cli.Get(ctx, from, clientv3.WithRange(end))
+	if err != nil {
+		return fmt.Errorf("watch primary of %s: %w", workload, err)
+	}
+	var st PrimaryState
+	apply := func(kv *mvccpb.KeyValue, deleted bool) error {
+		switch string(kv.Key) {
+		case recKey:
+			st.Record, st.RecordRev = lifeline.PrimaryRecord{}, 0
+			if !deleted {
+				if err := json.Unmarshal(kv.Value, &st.Record); err != nil {
+					return fmt.Errorf("decode %s: %w", recKey, err)
+				}
+				st.RecordRev = kv.ModRevision
+			}
+		case leaseKey:
+			st.Lease, st.LeaseID = lifeline.LeaseRecord{}, 0
+			if !deleted {
+				if err := json.Unmarshal(kv.Value, &st.Lease); err != nil {
+					return fmt.Errorf("decode %s: %w", leaseKey, err)
+				}
+				st.LeaseID = clientv3.LeaseID(kv.Lease)
+			}
+		}
+		return nil
+	}
+	for _, kv := range resp.Kvs {
+		if err := apply(kv, false); err != nil {
+			return err
+		}
+	}
+	st.Rev = resp.Header.Revision
+	fn(st)
+	wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), from, clientv3.WithRange(end), clientv3.WithRev(resp.Header.Revision+1))
+	for wr := range wch {
+		if err := wr.Err(); err != nil {
+			return fmt.Errorf("watch primary of %s: %w", workload, err)
+		}
+		changed := false
+		for _, ev := range wr.Events {
+			if k := string(ev.Kv.Key); k != recKey && k != leaseKey {
+				continue
+			}
+			if err := apply(ev.Kv, ev.Type == clientv3.EventTypeDelete); err != nil {
+				return err
+			}
+			st.Rev, changed = ev.Kv.ModRevision, true
+		}
+		if changed {
+			fn(st)
+		}
+	}
+	return ctx.Err()
 }
 
 // WatchKey sends the key's new value to fn for every change until ctx ends.

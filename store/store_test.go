@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/internal/testenv"
@@ -234,5 +237,69 @@ func (g *gate) cut(shut bool) {
 			c.Close()
 			delete(g.cuts, c)
 		}
+	}
+}
+
+// The controller names a primary and hands it the lease in one transaction;
+// the watch must deliver both as one state, and the lease key's going.
+func TestStore_WatchPrimary(t *testing.T) {
+	_, endpoints := startCluster(t)
+	s, err := store.Connect(endpoints, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	first := lifeline.PrimaryRecord{Node: "west/a", Epoch: 1}
+	if _, err := s.Create(ctx, s.Keys().Primary("orders"), first); err != nil {
+		t.Fatal(err)
+	}
+	states := make(chan store.PrimaryState, 16)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	go func() { _ = s.WatchPrimary(wctx, "orders", func(st store.PrimaryState) { states <- st }) }()
+	next := func() store.PrimaryState {
+		t.Helper()
+		select {
+		case st := <-states:
+			return st
+		case <-ctx.Done():
+			t.Fatal("no state from the watch")
+			return store.PrimaryState{}
+		}
+	}
+	if st := next(); st.Record != first || st.LeaseID != 0 || st.RecordRev == 0 {
+		t.Fatalf("initial state = %+v", st)
+	}
+
+	grant, err := s.Client().Grant(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := lifeline.PrimaryRecord{Node: "west/b", Epoch: 2}
+	rb, _ := json.Marshal(second)
+	lb, _ := json.Marshal(lifeline.LeaseRecord{Node: "west/b", Epoch: 2})
+	// A lock change between the two keys is not a state change.
+	if _, err := s.Client().Put(ctx, s.Keys().Lock("orders"), "x"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.Client().Txn(ctx).Then(
+		clientv3.OpPut(s.Keys().Primary("orders"), string(rb)),
+		clientv3.OpPut(s.Keys().Lease("orders"), string(lb), clientv3.WithLease(grant.ID))).Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := next()
+	if st.Record != second || st.LeaseID != grant.ID || st.Lease.Node != "west/b" || st.Lease.Epoch != 2 ||
+		st.RecordRev != resp.Header.Revision || st.Rev != resp.Header.Revision {
+		t.Fatalf("state after the handoff = %+v (revision %d, lease %x)", st, resp.Header.Revision, grant.ID)
+	}
+
+	if _, err := s.Client().Revoke(ctx, grant.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := next(); st.Record != second || st.LeaseID != 0 || st.Lease != (lifeline.LeaseRecord{}) {
+		t.Fatalf("state after the lease went = %+v", st)
 	}
 }
