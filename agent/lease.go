@@ -278,21 +278,25 @@ func (l *primaryLease) renew(ctx context.Context) error {
 }
 
 // hold renews the lease every check interval and fences the server the
-// moment the deadline passes without a renewal. Renewals run off the loop:
-// one that hangs on a member cut off from the others must not hold the
-// fencing back past the deadline.
+// moment the deadline passes without a renewal, or whenever it serves as
+// primary with no lease held (one a renewal found expired, or one let go
+// of while the server was starting). Renewals run off the loop: one that
+// hangs on a member cut off from the others must not hold the fencing
+// back past the deadline.
 func (l *primaryLease) hold(ctx context.Context) {
 	interval := l.r.a.cfg.Topology.Control.CheckInterval
 	renew := time.NewTicker(interval)
 	defer renew.Stop()
 	fence := time.NewTimer(time.Hour)
 	defer fence.Stop()
-	var fencedFor time.Time // the deadline already acted on
 	renewed := make(chan error, 1)
 	renewing := false
 	for {
+		if l.expiresBy().IsZero() && l.r.role() == lifeline.RolePrimary && l.r.pg.Running() {
+			l.r.fence("serving as primary without a valid primary lease")
+		}
 		fence.Reset(time.Hour)
-		if deadline := l.expiresBy(); !deadline.IsZero() && !deadline.Equal(fencedFor) {
+		if deadline := l.expiresBy(); !deadline.IsZero() {
 			fence.Reset(time.Until(deadline))
 		}
 		select {
@@ -318,12 +322,13 @@ func (l *primaryLease) hold(ctx context.Context) {
 			}
 		case <-fence.C:
 			if d := l.expiresBy(); !d.IsZero() && !d.After(time.Now()) {
-				fencedFor = d
-				l.r.fence("the primary lease was not renewed in time")
-				// Let go of it: a renewal still in flight must not make it
-				// valid again behind the fence. The agent takes it again
+				// Let go of it before stopping the server: a renewal still
+				// in flight must not make it valid again meanwhile, or the
+				// reconcile that the server's exit wakes would start it
+				// again as primary. The agent takes the lease again
 				// (adopting it if etcd still has it) before it serves.
 				l.drop()
+				l.r.fence("the primary lease was not renewed in time")
 			}
 		}
 	}

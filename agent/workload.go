@@ -196,7 +196,12 @@ func (r *workloadRunner) settings(s postgres.Settings) postgres.Settings {
 	for k, v := range r.archive {
 		s.Extra[k] = v
 	}
-	if s.Upstream != nil {
+	if s.Upstream != nil && !r.offNow {
+		// While archive lookups are off for a while, none is configured:
+		// each one, even the shell that only finds them off, is a process
+		// the startup process waits for, several times in a switch of
+		// timeline. (The switch file covers the moments a reload would be
+		// too late for.)
 		s.Extra["restore_command"] = r.restoreCmd
 	}
 	return s
@@ -456,10 +461,19 @@ func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings
 	if err := json.Unmarshal([]byte(r.configured), &pre); err != nil || pre.Upstream == nil {
 		return fmt.Errorf("promote: the running server's settings are unknown: %v", err)
 	}
-	// With nothing in the archive for PostgreSQL to skip when it picks the
-	// new timeline, promote without archive lookups (one process each);
-	// otherwise with them, even if streaming had turned them off.
-	r.setArchiveOff(newerTimeline == nil || !<-newerTimeline)
+	// PostgreSQL picks the timeline after the newest whose history it
+	// finds. The archive's histories beyond this node's are copied into
+	// pg_wal first, where it finds them without archive lookups (one
+	// process each, on the failover's path). Failing that, the lookups
+	// stay on where restore_command is configured.
+	off := true
+	if newerTimeline != nil && <-newerTimeline {
+		if err := r.fetchHistories(ctx); err != nil {
+			r.log.Error("could not copy the archive's newer timelines into pg_wal", "err", err)
+			off = false
+		}
+	}
+	r.setArchiveOff(off)
 	defer r.setArchiveOff(false)
 	if pre.SyncStandbyNames == "" && settings.SyncStandbyNames != "" {
 		// A standby configured by an older version: name them before the
@@ -483,6 +497,32 @@ func (r *workloadRunner) promote(ctx context.Context, settings postgres.Settings
 	r.setRole(lifeline.RolePrimary)
 	r.log.Warn("promoted", "seconds", time.Since(start).Seconds())
 	return r.apply(ctx, settings, lifeline.RolePrimary)
+}
+
+// fetchHistories copies the archive's history files of the timelines after
+// the newest this node knows into its pg_wal.
+func (r *workloadRunner) fetchHistories(ctx context.Context) error {
+	tli, err := r.pg.KnownTimeline()
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	repo, err := backup.OpenRegion(cctx, r.w, r.me.Region, r.a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	paths, err := repo.FetchHistoriesAfter(cctx, tli, filepath.Join(r.pg.DataDir(), "pg_wal"))
+	for _, p := range paths {
+		if cerr := r.a.cfg.Owner.Chown(p); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	if len(paths) > 0 {
+		r.log.Warn("copied the archive's newer timelines into pg_wal before promoting", "files", len(paths))
+	}
+	return err
 }
 
 // setArchiveOff turns restore_command's archive lookups off or back on.

@@ -190,6 +190,27 @@ func PushExitCode(err error) int {
 	return 1
 }
 
+// FetchHistoriesAfter copies into dir the history files of the timelines
+// after tli that the archive holds, up to the first it does not, and
+// returns their paths. A standby about to be promoted gets them in pg_wal,
+// where PostgreSQL looks when it picks the new timeline, so that the
+// promotion picks one nobody used without asking the archive itself.
+func (r *Repo) FetchHistoriesAfter(ctx context.Context, tli uint32, dir string) ([]string, error) {
+	var paths []string
+	for next := tli + 1; ; next++ {
+		name := historyName(next)
+		dest := filepath.Join(dir, name)
+		err := r.FetchWAL(ctx, name, dest)
+		if errors.Is(err, ErrNotFound) {
+			return paths, nil
+		}
+		if err != nil {
+			return paths, err
+		}
+		paths = append(paths, dest)
+	}
+}
+
 // TimelineAfter reports whether the archive holds the history file of the
 // timeline after tli: a promotion must then look in the archive to pick a
 // timeline nobody used, as PostgreSQL does through restore_command.

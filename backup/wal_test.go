@@ -121,6 +121,17 @@ func testWAL(t *testing.T, spec repoSpec) {
 		if err := r.FetchWAL(ctx, "00000002.history", dest); err != nil {
 			t.Fatal(err)
 		}
+		pgwal := t.TempDir()
+		got, err := r.FetchHistoriesAfter(ctx, 1, pgwal)
+		if err != nil || len(got) != 1 || got[0] != filepath.Join(pgwal, "00000002.history") {
+			t.Fatalf("FetchHistoriesAfter(1) = %v, %v; want %s/00000002.history", got, err, pgwal)
+		}
+		if b, err := os.ReadFile(got[0]); err != nil || !strings.HasPrefix(string(b), "1\t0/3000060") {
+			t.Errorf("fetched history: %q %v", b, err)
+		}
+		if got, err := r.FetchHistoriesAfter(ctx, 2, pgwal); err != nil || len(got) != 0 {
+			t.Errorf("FetchHistoriesAfter(2) = %v, %v; want none", got, err)
+		}
 	})
 
 	t.Run("fetch the end of the archive", func(t *testing.T) {
