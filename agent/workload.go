@@ -568,7 +568,9 @@ func (r *workloadRunner) streamedWithin(d time.Duration) bool {
 
 // archiveHasNewerTimeline reports whether the region's archive holds a
 // timeline after this standby's own, or cannot tell: the promotion then
-// keeps restore_command so that PostgreSQL picks a timeline nobody used.
+// copies the archive's newer histories into pg_wal (or, failing that,
+// keeps the archive lookups on) so that PostgreSQL picks a timeline nobody
+// used.
 //
 // With cached true, a result the background check found within the last
 // timelineCheckFresh for a timeline at least as new as the one pg_wal
