@@ -125,6 +125,10 @@ func TestInstance_PrimaryStandbyPromote(t *testing.T) {
 	if sst.InRecovery || sst.Timeline != 2 {
 		t.Fatalf("promoted status = %+v", sst)
 	}
+	// A retried promotion (the first one's answer lost) finds it done.
+	if err := standby.Promote(ctx); err != nil {
+		t.Fatalf("promote again: %v", err)
+	}
 }
 
 // A standby whose upstream has just failed sleeps wal_retrieve_retry_interval

@@ -145,12 +145,13 @@ func (i *Instance) Promote(ctx context.Context) error {
 	perr := i.run(ctx, nil, "pg_ctl", "promote", "-W", "-D", i.DataDir())
 	d := <-c
 	if d.err != nil {
-		return fmt.Errorf("promote %s: %w", i.cfg.Name, d.err)
+		// The request may be under way: a failed connection must not
+		// leave a server promoted behind an error, so try once more.
+		if d.conn, d.err = i.Connect(ctx); d.err != nil {
+			return fmt.Errorf("promote %s: %w", i.cfg.Name, d.err)
+		}
 	}
 	defer d.conn.Close(context.Background())
-	if perr != nil {
-		return fmt.Errorf("promote %s: %w", i.cfg.Name, perr)
-	}
 	deadline := time.Now().Add(60 * time.Second)
 	var woken time.Time
 	for {
@@ -159,7 +160,10 @@ func (i *Instance) Promote(ctx context.Context) error {
 			return fmt.Errorf("promote %s: %w", i.cfg.Name, err)
 		}
 		if done {
-			return nil
+			return nil // also when pg_ctl failed because an earlier request had done it
+		}
+		if perr != nil {
+			return fmt.Errorf("promote %s: %w", i.cfg.Name, perr)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("promote %s: still in recovery after 60s", i.cfg.Name)
