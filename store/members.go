@@ -23,8 +23,10 @@ import (
 //
 // A member answers if a local read that requires it to know a leader comes
 // back within twice the interval; one cut off from the others loses its
-// leader within an election timeout. When no member answers, the client
-// keeps them all: there is nothing better to send to.
+// leader within an election timeout. A member is left out after two checks
+// in a row without an answer (one slow answer on a busy machine is not a
+// partition), and back at its first answer. When no member answers, the
+// client keeps them all: there is nothing better to send to.
 func SkipSilentMembers(interval time.Duration, log *slog.Logger) Option {
 	return func(o *options) { o.probeEvery, o.log = interval, log }
 }
@@ -40,11 +42,13 @@ type prober struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	inUse    []string
+	misses   []int // checks in a row each member did not answer
 	checkKey string
 }
 
 func startProber(s *Store, endpoints []string, every time.Duration, log *slog.Logger) (*prober, error) {
-	p := &prober{s: s, all: endpoints, every: every, log: log, inUse: endpoints, done: make(chan struct{}), checkKey: s.keys.Root() + "probe"}
+	p := &prober{s: s, all: endpoints, every: every, log: log, inUse: endpoints, misses: make([]int, len(endpoints)),
+		done: make(chan struct{}), checkKey: s.keys.Root() + "probe"}
 	for _, ep := range endpoints {
 		cli, err := clientv3.New(clientv3.Config{
 			Endpoints:   []string{ep},
@@ -99,6 +103,11 @@ func (p *prober) check(ctx context.Context) {
 	var answering, silent []string
 	for i, ep := range p.all {
 		if ok[i] {
+			p.misses[i] = 0
+		} else {
+			p.misses[i]++
+		}
+		if p.misses[i] < 2 {
 			answering = append(answering, ep)
 		} else {
 			silent = append(silent, ep)
