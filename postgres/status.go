@@ -143,6 +143,14 @@ func (i *Instance) Promote(ctx context.Context) error {
 		c <- dialed{conn, err}
 	}()
 	perr := i.run(ctx, nil, "pg_ctl", "promote", "-W", "-D", i.DataDir())
+	if perr == nil {
+		// The retry sleep (see promotionStep) can begin before the
+		// connection below is up, which under load takes a few hundred
+		// ms. A reload a moment after the request usually ends it unseen;
+		// one that comes too early is absorbed, and the wait below sends
+		// another when it sees the sleep.
+		time.AfterFunc(30*time.Millisecond, func() { _ = i.Reload() })
+	}
 	d := <-c
 	if d.err != nil {
 		// The request may be under way: a failed connection must not
