@@ -380,6 +380,22 @@ func (r *workloadRunner) reconcile(ctx context.Context) error {
 		return err
 	}
 	r.mu.Lock()
+	last := r.primary
+	r.mu.Unlock()
+	if rec.Epoch < last.Epoch {
+		// Epochs only grow: a member that lags (one just back from a
+		// partition) answered. Acting on it could make the primary fence
+		// itself, so the leader says.
+		stale := rec.Epoch
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		rec, rev, _, err = r.a.store.Primary(cctx, r.w.Name)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("primary record: a member answered with epoch %d after epoch %d: %w", stale, last.Epoch, err)
+		}
+		seen = nil
+	}
+	r.mu.Lock()
 	r.primary = rec
 	r.mu.Unlock()
 	primary, err := lifeline.ParseNodeID(rec.Node)
