@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
@@ -328,10 +329,19 @@ func (a *Agent) checkTopology(ctx context.Context) error {
 
 // keepSession holds the lease that the node's status reports live under:
 // when the agent dies, they vanish after LeaseTTL.
+//
+// Each renewal is a call of its own (KeepAliveOnce), not a message on the
+// client's one keepalive stream: a stream that sits on a member behind a
+// partition hangs, and it outlives that member's removal from the client's
+// rotation (gRPC drains, it does not cut). Every report vanished with the
+// session until gRPC's keepalive gave the connection up, 12 s on, and with
+// them the standbys the controller could promote.
 func (a *Agent) keepSession(ctx context.Context) {
+	ttl := a.cfg.Topology.Control.LeaseTTL
+	every := a.cfg.Topology.Control.CheckInterval
 	for ctx.Err() == nil {
 		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		resp, err := a.store.Client().Grant(gctx, int64(a.cfg.Topology.Control.LeaseTTL/time.Second))
+		resp, err := a.store.Client().Grant(gctx, int64(ttl/time.Second))
 		cancel()
 		if err != nil {
 			select {
@@ -344,17 +354,39 @@ func (a *Agent) keepSession(ctx context.Context) {
 		a.mu.Lock()
 		a.session = resp.ID
 		a.mu.Unlock()
-		kctx, kcancel := context.WithCancel(ctx)
-		ch, err := a.store.Client().KeepAlive(kctx, resp.ID)
-		if err == nil {
-			for range ch {
-			}
-		}
-		kcancel()
+		a.renewSession(ctx, resp.ID, time.Now(), ttl, every)
 		a.mu.Lock()
 		a.session = 0
 		a.mu.Unlock()
-		a.log.Warn("status session lost; renewing")
+		if ctx.Err() == nil {
+			a.log.Warn("status session lost; renewing")
+		}
+	}
+}
+
+// renewSession renews the lease every interval until etcd no longer has it
+// or it must have expired (no renewal for its TTL).
+func (a *Agent) renewSession(ctx context.Context, id clientv3.LeaseID, renewed time.Time, ttl, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		sent := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, 2*every)
+		ka, err := a.store.Client().KeepAliveOnce(cctx, id)
+		cancel()
+		switch {
+		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && ka.TTL <= 0):
+			return
+		case err == nil:
+			renewed = sent
+		case time.Since(renewed) >= ttl:
+			return
+		}
 	}
 }
 
