@@ -831,6 +831,17 @@ func (r *workloadRunner) apply(ctx context.Context, s postgres.Settings, role li
 		r.configured = string(b)
 	}
 	if !r.pg.Running() {
+		if role == lifeline.RolePrimary {
+			// The lease may have been let go of since the caller looked
+			// (the fence stops the server right after): start a primary
+			// only on a lease held now. The role is set before the start,
+			// so that the lease's holder fences this server should the
+			// lease go while it starts.
+			if !r.lease.valid(time.Now(), r.lease.epochHeld()) {
+				return errors.New("not starting as primary: the primary lease was let go of")
+			}
+			r.setRole(role)
+		}
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
 		if err := r.pg.Start(sctx); err != nil {
