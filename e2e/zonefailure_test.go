@@ -41,12 +41,19 @@ func waitPrimary(t *testing.T, u *topotest.Up, old string, timeout time.Duration
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		w := u.Status(t).Workloads[0]
-		if p := primaryOf(w); p.Healthy && name(p) != old && w.LeaseHolder == name(p) {
-			return w, p
+		// Through a partition a status call can time out: try again.
+		rep, err := u.TryStatus()
+		if err == nil {
+			w := rep.Workloads[0]
+			if p := primaryOf(w); p.Healthy && name(p) != old && w.LeaseHolder == name(p) {
+				return w, p
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no new primary after %v: %+v", timeout, w)
+			if err != nil {
+				t.Fatalf("no new primary after %v: %v", timeout, err)
+			}
+			t.Fatalf("no new primary after %v: %+v", timeout, rep.Workloads[0])
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

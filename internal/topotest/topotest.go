@@ -204,15 +204,26 @@ func (u *Up) Lifeline(args ...string) (string, error) {
 // Status runs `lifeline status --json`.
 func (u *Up) Status(t testing.TB) *status.Report {
 	t.Helper()
+	rep, err := u.TryStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// TryStatus is Status for callers that wait through a partition, where one
+// `lifeline status` can time out (a request that reached a member just cut
+// off from the others waits for a quorum until its deadline).
+func (u *Up) TryStatus() (*status.Report, error) {
 	out, err := u.Lifeline("status", "--json")
 	if err != nil {
-		t.Fatalf("status: %v\n%s", err, out)
+		return nil, fmt.Errorf("status: %v\n%s", err, out)
 	}
 	var rep status.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("status json: %v\n%s", err, out)
+		return nil, fmt.Errorf("status json: %v\n%s", err, out)
 	}
-	return &rep
+	return &rep, nil
 }
 
 // WaitHealthy waits until every node of every workload reports healthy.
