@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
@@ -377,10 +376,10 @@ func (a *Agent) renewSession(ctx context.Context, id clientv3.LeaseID, renewed t
 		}
 		sent := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 2*every)
-		ka, err := a.store.Client().KeepAliveOnce(cctx, id)
+		err := a.store.Renew(cctx, id)
 		cancel()
 		switch {
-		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && ka.TTL <= 0):
+		case errors.Is(err, store.ErrLeaseGone):
 			return
 		case err == nil:
 			renewed = sent

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
@@ -261,8 +260,8 @@ func (l *primaryLease) renew(ctx context.Context) error {
 	sent := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, l.r.a.cfg.Topology.Control.CheckInterval*2)
 	defer cancel()
-	ka, err := l.r.a.store.Client().KeepAliveOnce(cctx, id)
-	if errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && ka.TTL <= 0) {
+	err := l.r.a.store.Renew(cctx, id)
+	if errors.Is(err, store.ErrLeaseGone) {
 		l.drop()
 		return errors.New("the primary lease expired")
 	}

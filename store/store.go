@@ -102,6 +102,20 @@ func (s *Store) Close() error {
 	return s.cli.Close()
 }
 
+// ErrLeaseGone is returned by Renew when etcd no longer has the lease
+// (expired or revoked): renewing it again cannot help.
+var ErrLeaseGone = errors.New("the lease is gone")
+
+// Renew extends a lease once, on a call of its own rather than the
+// client's one keepalive stream (which can hang on a partitioned member).
+func (s *Store) Renew(ctx context.Context, id clientv3.LeaseID) error {
+	ka, err := s.cli.KeepAliveOnce(ctx, id)
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && ka.TTL <= 0) {
+		return ErrLeaseGone
+	}
+	return err
+}
+
 // Client is the raw etcd client, for leases, elections and watches.
 func (s *Store) Client() *clientv3.Client { return s.cli }
 
