@@ -114,7 +114,20 @@ type Topology struct {
 	Witness   *Witness
 	Links     Links
 	Router    Router
+	Alerts    Alerts
 	Workloads []Workload
+}
+
+// Alerts says where alarms are sent besides the control store.
+type Alerts struct {
+	Webhooks []Webhook
+}
+
+// Webhook receives every alarm as a JSON POST, signed with HMAC-SHA256 of
+// the body under Secret (header X-Lifeline-Signature: sha256=HEX).
+type Webhook struct {
+	URL    string
+	Secret Secret
 }
 
 // Router is where the workloads' entry points listen.
@@ -155,6 +168,12 @@ type Control struct {
 	LeaseTTL time.Duration
 	// CheckInterval is how often agents report health and renew leases.
 	CheckInterval time.Duration
+	// RegionDownAfter is how long every node of a region must fail the
+	// checks of the witness and of another region (and be silent in the
+	// control store) before the region is declared down. Shorter detects
+	// sooner; too short declares a region down on a brief partition (its
+	// failover still waits for approval, or for the witness quorum).
+	RegionDownAfter time.Duration
 }
 
 // Embedded reports whether etcd members run inside Lifeline's processes.
@@ -430,19 +449,6 @@ func (t *Topology) SiteOf(id NodeID) (Site, bool) {
 	return Site{}, false
 }
 
-// DatabaseNodes lists the nodes that hold a database for the workload:
-// every zone of the active region, and every zone of the other regions when
-// the strategy keeps a standby database there.
-func (t *Topology) DatabaseNodes(w *Workload) []NodeID {
-	var ids []NodeID
-	for _, id := range t.Nodes() {
-		if id.Region == w.Active || w.Strategy.StandbyDatabase() {
-			ids = append(ids, id)
-		}
-	}
-	return ids
-}
-
 // InitialPrimary is the node that is bootstrapped as the workload's primary:
 // the first zone of the active region.
 func (t *Topology) InitialPrimary(w *Workload) NodeID {
@@ -451,48 +457,6 @@ func (t *Topology) InitialPrimary(w *Workload) NodeID {
 		return NodeID{}
 	}
 	return NodeID{Region: r.Name, Zone: r.Zones[0].Name}
-}
-
-// SyncCandidates lists the standbys that may acknowledge a synchronous commit
-// when primary is the primary: the other database nodes of its region.
-func (t *Topology) SyncCandidates(w *Workload, primary NodeID) []NodeID {
-	if w.Database.Sync == "" {
-		return nil
-	}
-	var ids []NodeID
-	for _, id := range t.DatabaseNodes(w) {
-		if id.Region == primary.Region && id != primary {
-			ids = append(ids, id)
-		}
-	}
-	return ids
-}
-
-// RoleOf is the role the topology gives a node while primary is the primary.
-func (t *Topology) RoleOf(w *Workload, primary, id NodeID) Role {
-	if id == primary {
-		return RolePrimary
-	}
-	for _, s := range t.SyncCandidates(w, primary) {
-		if s == id {
-			return RoleSyncStandby
-		}
-	}
-	for _, d := range t.DatabaseNodes(w) {
-		if d == id {
-			return RoleStandby
-		}
-	}
-	return RoleNone
-}
-
-// PrimaryRecord is the control store's word on who the workload's primary is.
-// Epoch increases with every change of primary; agents act only on the newest.
-type PrimaryRecord struct {
-	Node     string    `json:"node"`
-	Epoch    int64     `json:"epoch"`
-	Since    time.Time `json:"since"`
-	Timeline int64     `json:"timeline,omitempty"`
 }
 
 // LeaseRecord is the value of a workload's primary lease key. The key lives

@@ -19,6 +19,7 @@ import (
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/compute"
 	"github.com/lifeline-dr/lifeline/controller"
+	"github.com/lifeline-dr/lifeline/notify"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/router"
 	"github.com/lifeline-dr/lifeline/store"
@@ -100,10 +101,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var instances []*workloadRunner
 	for i := range t.Workloads {
+		// Every node runs every workload's runner: which nodes hold a
+		// database follows the workload's state (a backup-restore
+		// failover builds one in a region that had none).
 		w := &t.Workloads[i]
-		if t.RoleOf(w, t.InitialPrimary(w), a.cfg.Node) == lifeline.RoleNone {
-			continue
-		}
 		r := a.newWorkloadRunner(w, dir)
 		instances = append(instances, r)
 		wg.Add(1)
@@ -129,6 +130,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	ctl := controller.New(controller.Config{
 		Topology: t, Store: s, Name: a.cfg.Node.String(), Connect: a.connect, DialURL: a.dialURL, Logger: a.log,
+		Routing: router.Switch{S: s, T: t},
+		ProbeInstance: func(ctx context.Context, inst compute.Instance) error {
+			return router.Probe(ctx, nil, router.Target{Name: inst.Name(), Kind: router.CheckHTTP, Address: inst.Addr, Path: inst.Health}, time.Second)
+		},
+		ProbeEntry: func(ctx context.Context, w *lifeline.Workload) error { return router.ProbeEntry(ctx, t, w) },
+		Notify:     &notify.Webhooks{Hooks: t.Alerts.Webhooks},
 		Backups: &controller.Backups{
 			T: t, S: s, DataDir: a.cfg.DataDir, PGBin: a.cfg.PGBin, Owner: a.cfg.Owner, HostPort: a.dialer.HostPort, Log: a.log,
 		},
@@ -188,27 +195,38 @@ func (a *Agent) binary() string {
 	return exe
 }
 
-// runServices keeps this node's service instances as the plan says for the
-// region that holds each workload's primary.
+// runServices keeps this node's service instances as the plan says for
+// each workload's active region, as its stored state says.
 func (a *Agent) runServices(ctx context.Context, d *compute.Driver) {
 	t := a.cfg.Topology
 	tick := time.NewTicker(t.Control.CheckInterval * 2)
 	defer tick.Stop()
+	views := map[string]*store.StateView{}
+	for i := range t.Workloads {
+		views[t.Workloads[i].Name] = a.store.View(t.Workloads[i].Name)
+	}
 	for {
 		var want []compute.Instance
+		complete := true
 		for i := range t.Workloads {
 			w := &t.Workloads[i]
-			active := w.Active
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			if rec, _, found, err := a.store.Primary(cctx, w.Name, clientv3.WithSerializable()); err == nil && found {
-				if id, err := lifeline.ParseNodeID(rec.Node); err == nil {
-					active = id.Region
-				}
-			}
+			st, ok, err := views[w.Name].Read(cctx, clientv3.WithSerializable())
 			cancel()
-			want = append(want, compute.On(compute.Plan(t, w, active), a.cfg.Node)...)
+			if err != nil {
+				a.log.Warn("services: the workload's state cannot be read", "workload", w.Name, "err", err)
+			}
+			if !ok {
+				// Never seen: start nothing for it (never the spec's
+				// region), and stop nothing either.
+				complete = false
+				continue
+			}
+			want = append(want, compute.On(compute.Plan(t, w, st.Active), a.cfg.Node)...)
 		}
-		d.Reconcile(ctx, t, want)
+		if complete {
+			d.Reconcile(ctx, t, want)
+		}
 		select {
 		case <-ctx.Done():
 			return

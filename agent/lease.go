@@ -2,12 +2,12 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
@@ -62,68 +62,52 @@ func (l *primaryLease) window() time.Duration {
 	return c.LeaseTTL - c.FenceMargin()
 }
 
-// acquire takes the lease for the primary record read at revision recRev:
-// it succeeds only while the key is free and the record still names this
-// node, so a controller that is failing over and this agent never both win.
-// A lease this node left behind (same epoch, agent restarted) is adopted.
+// acquire takes the lease for the state read at revision stateRev: it
+// succeeds only while the key is free and the state still names this
+// node, so a controller that is failing over and this agent never both
+// win. A lease this node left behind (same epoch, agent restarted) is
+// adopted.
 //
-// seen, when not nil, is the record and lease key as the primary watch saw
-// them at the record's revision.
-func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, recRev int64, seen *store.PrimaryState) error {
+// seen, when not nil, is the state and lease key as the state watch saw
+// them at the state's revision.
+func (l *primaryLease) acquire(ctx context.Context, st lifeline.WorkloadState, stateRev int64, seen *store.Watched) error {
 	a := l.r.a
-	cli := a.store.Client()
-	keys := a.store.Keys()
-	leaseKey := keys.Lease(l.r.w.Name)
-	val, _ := json.Marshal(lifeline.LeaseRecord{Node: rec.Node, Epoch: rec.Epoch})
-	if l.adoptHandoff(ctx, rec, seen) {
+	rec := lifeline.LeaseRecord{Node: st.Primary, Epoch: st.Epoch}
+	if l.adoptHandoff(ctx, st, seen) {
 		return nil
 	}
 	grant, sent, err := l.takeSpare(ctx)
 	if err != nil {
 		return fmt.Errorf("grant primary lease: %w", err)
 	}
-	resp, err := cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(leaseKey), "=", 0),
-			clientv3.Compare(clientv3.ModRevision(keys.Primary(l.r.w.Name)), "=", recRev)).
-		Then(clientv3.OpPut(leaseKey, string(val), clientv3.WithLease(grant.ID))).
-		Else(clientv3.OpGet(leaseKey)).
-		Commit()
+	took, have, haveID, err := a.store.TakeLease(ctx, l.r.w.Name, rec, stateRev, grant.ID)
 	if err != nil {
-		_, _ = cli.Revoke(context.Background(), grant.ID)
-		return fmt.Errorf("take primary lease: %w", err)
+		_, _ = a.store.Client().Revoke(context.Background(), grant.ID)
+		return err
 	}
-	if resp.Succeeded {
-		l.set(grant.ID, rec.Epoch, sent)
+	if took {
+		l.set(grant.ID, st.Epoch, sent)
 		return nil
 	}
-	kvs := resp.Responses[0].GetResponseRange().GetKvs()
-	if len(kvs) > 0 && clientv3.LeaseID(kvs[0].Lease) == grant.ID {
+	if haveID == grant.ID && have == rec {
 		// The controller attached the key to this very lease (a handoff
 		// the read above missed): it is ours, and revoking it would drop it.
-		var have lifeline.LeaseRecord
-		if json.Unmarshal(kvs[0].Value, &have) == nil && have.Node == rec.Node && have.Epoch == rec.Epoch {
-			l.set(grant.ID, rec.Epoch, sent)
-			return nil
-		}
+		l.set(grant.ID, st.Epoch, sent)
+		return nil
 	}
-	_, _ = cli.Revoke(context.Background(), grant.ID)
-	if len(kvs) == 0 {
-		return fmt.Errorf("take primary lease: the primary record changed")
+	_, _ = a.store.Client().Revoke(context.Background(), grant.ID)
+	if haveID == 0 {
+		return fmt.Errorf("take primary lease: the state changed")
 	}
-	var have lifeline.LeaseRecord
-	if err := json.Unmarshal(kvs[0].Value, &have); err != nil {
-		return fmt.Errorf("take primary lease: %w", err)
-	}
-	if have.Node != rec.Node || have.Epoch != rec.Epoch {
+	if have != rec {
 		return fmt.Errorf("%w: %s (epoch %d)", ErrLeaseHeld, have.Node, have.Epoch)
 	}
 	// Ours from before a restart: adopt it if it is still alive.
-	id := clientv3.LeaseID(kvs[0].Lease)
-	ka, err := cli.KeepAliveOnce(ctx, id)
+	ka, err := a.store.Client().KeepAliveOnce(ctx, haveID)
 	if err != nil || ka.TTL <= 0 {
 		return fmt.Errorf("adopt primary lease: %v", err)
 	}
-	l.set(id, rec.Epoch, sent)
+	l.set(haveID, st.Epoch, sent)
 	return nil
 }
 
@@ -135,7 +119,7 @@ func (l *primaryLease) acquire(ctx context.Context, rec lifeline.PrimaryRecord, 
 //
 // The lease key comes from seen when the watch saw it with the record
 // (the controller writes both in one transaction), else from a read.
-func (l *primaryLease) adoptHandoff(ctx context.Context, rec lifeline.PrimaryRecord, seen *store.PrimaryState) bool {
+func (l *primaryLease) adoptHandoff(ctx context.Context, st lifeline.WorkloadState, seen *store.Watched) bool {
 	l.mu.Lock()
 	spare, sent := l.spare, l.spareSent
 	l.mu.Unlock()
@@ -144,16 +128,17 @@ func (l *primaryLease) adoptHandoff(ctx context.Context, rec lifeline.PrimaryRec
 	}
 	var have lifeline.LeaseRecord
 	var id clientv3.LeaseID
-	if seen != nil && seen.Record == rec && seen.LeaseID != 0 {
+	if seen != nil && seen.State.Primary == st.Primary && seen.State.Epoch == st.Epoch && seen.LeaseID != 0 {
 		have, id = seen.Lease, seen.LeaseID
 	} else {
-		resp, err := l.r.a.store.Client().Get(ctx, l.r.a.store.Keys().Lease(l.r.w.Name), clientv3.WithSerializable())
-		if err != nil || len(resp.Kvs) == 0 || json.Unmarshal(resp.Kvs[0].Value, &have) != nil {
+		var found bool
+		var err error
+		have, id, found, err = l.r.a.store.LeaseKey(ctx, l.r.w.Name, clientv3.WithSerializable())
+		if err != nil || !found {
 			return false
 		}
-		id = clientv3.LeaseID(resp.Kvs[0].Lease)
 	}
-	if id != spare || have.Node != rec.Node || have.Epoch != rec.Epoch {
+	if id != spare || have.Node != st.Primary || have.Epoch != st.Epoch {
 		return false
 	}
 	if time.Since(sent) >= l.window()/2 {
@@ -172,8 +157,8 @@ func (l *primaryLease) adoptHandoff(ctx context.Context, rec lifeline.PrimaryRec
 		return false // renewed into a new spare meanwhile: take the slow path
 	}
 	l.spare = 0
-	l.id, l.epoch, l.deadline = spare, rec.Epoch, sent.Add(l.window())
-	l.r.log.Info("the controller handed the primary lease over", "epoch", rec.Epoch)
+	l.id, l.epoch, l.deadline = spare, st.Epoch, sent.Add(l.window())
+	l.r.log.Info("the controller handed the primary lease over", "epoch", st.Epoch)
 	return true
 }
 
@@ -337,4 +322,22 @@ func (l *primaryLease) epochHeld() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.epoch
+}
+
+// release lets go of the lease at once (revoking it in etcd), for a
+// primary that stopped cleanly: the key vanishes now, not after its TTL.
+func (l *primaryLease) release(ctx context.Context) error {
+	l.mu.Lock()
+	id := l.id
+	l.id, l.epoch, l.deadline = 0, 0, time.Time{}
+	l.mu.Unlock()
+	if id == 0 {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := l.r.a.store.Client().Revoke(cctx, id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("let go of the primary lease: %w", err)
+	}
+	return nil
 }

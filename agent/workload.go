@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,12 +23,14 @@ import (
 )
 
 // workloadRunner reconciles one workload's database on this node with the
-// control store's word on who the primary is.
+// workload's stored state: observe (local facts, the state, the lease) →
+// decide (nodeDecision, pure) → act.
 //
-// Safety rules it keeps: the server runs as a primary only while this node
-// is named primary by the record and holds the primary lease; a node that is
-// not named primary never starts without standby.signal; a node that ran as
-// primary is rewound (or reseeded) before it follows another.
+// Safety rules it keeps (nodeDecision states them): the server runs as a
+// primary only while this node is named primary by the state and holds the
+// primary lease; a node that is not named primary never starts without
+// standby.signal; a node that ran as primary is rewound (or reseeded)
+// before it follows another, unless a switchover demoted it cleanly.
 type workloadRunner struct {
 	a     *Agent
 	w     *lifeline.Workload
@@ -47,14 +50,15 @@ type workloadRunner struct {
 	// delay the promotion or the switch to the new timeline. A file, not
 	// a configuration reload, so it applies to the very next lookup.
 	archiveOff string
-	offNow     bool // archiveOff exists
+	offNow     bool   // archiveOff exists
+	fetchCmd   string // restore_command of a restore (backup-restore's failover)
 	// standbySlots: this standby holds slots for the other nodes, so that
 	// they can stream from it the moment it is named primary (cascading
 	// through its promotion) instead of retrying until it creates them.
 	standbySlots bool
-	// upstream is the primary this standby last followed, and repointed
+	// following is the primary this standby last followed, and repointed
 	// when it last changed to another one.
-	upstream  postgres.Upstream
+	following postgres.Upstream
 	repointed time.Time
 
 	// timelines caches what the archive said about timelines after this
@@ -63,13 +67,16 @@ type workloadRunner struct {
 	timelines timelineCheck
 
 	mu         sync.Mutex
-	seen       *store.PrimaryState // what the primary watch last saw, until a reconcile takes it
+	seen       *store.Watched // what the state watch last saw, until a reconcile takes it
 	seenAt     time.Time
 	streamed   time.Time // when the last report found this standby streaming
-	primary    lifeline.PrimaryRecord
+	state      lifeline.WorkloadState
+	stateRev   int64
+	why        string // the last decision's reason, for the report
+	progress   string // what a long act (a restore) is doing, for the report
 	fenced     string        // why the server was fenced; "" when not
-	runningAs  lifeline.Role // what the running server was started or promoted as
-	readyEpoch int64         // the epoch for which replication user and slots are in place
+	runningAs lifeline.Role // what the running server was started or promoted as
+	readyAt   int64         // the epoch for which replication user and slots are in place
 }
 
 // SmallParameters size PostgreSQL for a local topology, where every node
@@ -174,6 +181,7 @@ func (r *workloadRunner) prepareArchive() error {
 	}
 	r.offNow = false
 	r.restoreCmd = fmt.Sprintf("test ! -e %s && %s wal-fetch --standby --config %s %%f %%p", r.archiveOff, bin, conf)
+	r.fetchCmd = fmt.Sprintf("%s wal-fetch --config %s %%f %%p", bin, conf)
 	return nil
 }
 
@@ -211,7 +219,7 @@ func (r *workloadRunner) run(ctx context.Context) {
 	if err := r.prepareArchive(); err != nil {
 		r.log.Error("WAL archiving is off", "err", err)
 	}
-	go r.watchPrimary(ctx)
+	go r.watchState(ctx)
 	go r.lease.hold(ctx)
 	go r.publishLoop(ctx)
 	tick := time.NewTicker(r.a.cfg.Topology.Control.CheckInterval)
@@ -271,18 +279,18 @@ func (r *workloadRunner) poke() {
 	}
 }
 
-// watchPrimary wakes the loop when the primary record or lease changes,
-// and leaves what it saw for the reconcile it wakes.
-func (r *workloadRunner) watchPrimary(ctx context.Context) {
+// watchState wakes the loop when the workload's state or the primary
+// lease changes, and leaves what it saw for the reconcile it wakes.
+func (r *workloadRunner) watchState(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := r.a.store.WatchPrimary(ctx, r.w.Name, func(st store.PrimaryState) {
+		err := r.a.store.WatchState(ctx, r.w.Name, func(st store.Watched) {
 			r.mu.Lock()
 			r.seen, r.seenAt = &st, time.Now()
 			r.mu.Unlock()
 			r.poke()
 		})
 		if ctx.Err() == nil {
-			r.log.Debug("watch primary", "err", err)
+			r.log.Debug("watch state", "err", err)
 			time.Sleep(time.Second)
 		}
 	}
@@ -318,10 +326,17 @@ func (r *workloadRunner) setRole(role lifeline.Role) {
 	r.mu.Unlock()
 }
 
-func (r *workloadRunner) ready() int64 {
+// setProgress says what a long act is doing ("" when done).
+func (r *workloadRunner) setProgress(p string) {
+	r.mu.Lock()
+	r.progress = p
+	r.mu.Unlock()
+}
+
+func (r *workloadRunner) readyEpoch() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.readyEpoch
+	return r.readyAt
 }
 
 func (r *workloadRunner) fenceReason() string {
@@ -330,38 +345,34 @@ func (r *workloadRunner) fenceReason() string {
 	return r.fenced
 }
 
-// primaryRecord reads who the primary is; the first agent to ask records
-// the spec's initial primary.
+// readState reads the workload's state; the first agent to find none
+// records the spec's initial state.
 //
 // The read is served by the nearest etcd member without a quorum round
-// trip: a stale record is harmless, because taking the lease compares the
-// record's revision, and a standby that follows a stale primary just does
+// trip: a stale state is harmless, because taking the lease compares the
+// state's revision, and a standby that follows a stale primary just does
 // not stream until the next read.
 //
-// A reconcile the primary watch woke takes what the watch saw instead
+// A reconcile the state watch woke takes what the watch saw instead
 // (seen: nil otherwise), lease key included.
-func (r *workloadRunner) primaryRecord(ctx context.Context) (rec lifeline.PrimaryRecord, rev int64, seen *store.PrimaryState, err error) {
+func (r *workloadRunner) readState(ctx context.Context) (st lifeline.WorkloadState, rev int64, seen *store.Watched, err error) {
 	t := r.a.cfg.Topology
-	if st := r.takeSeen(); st != nil && st.RecordRev != 0 {
-		return st.Record, st.RecordRev, st, nil
+	if w := r.takeSeen(); w != nil && w.StateRev != 0 {
+		return w.State, w.StateRev, w, nil
 	}
-	rec, rev, found, err := r.a.store.Primary(ctx, r.w.Name, clientv3.WithSerializable())
+	st, rev, found, err := r.a.store.State(ctx, r.w.Name, clientv3.WithSerializable())
 	if err != nil || found {
-		return rec, rev, nil, err
+		return st, rev, nil, err
 	}
-	init := lifeline.PrimaryRecord{Node: t.InitialPrimary(r.w).String(), Epoch: 1, Since: time.Now().UTC()}
-	if _, err := r.a.store.Create(ctx, r.a.store.Keys().Primary(r.w.Name), init); err != nil {
-		return rec, 0, nil, err
-	}
-	rec, rev, _, err = r.a.store.Primary(ctx, r.w.Name)
-	return rec, rev, nil, err
+	st, rev, err = r.a.store.InitState(ctx, r.w.Name, t.InitialState(r.w, time.Now()))
+	return st, rev, nil, err
 }
 
 // takeSeen returns what the watch saw last, once, if it saw it within a
 // check interval: the reconcile it woke then needs no read of its own
 // (the watch's member is as current as a read's). A reconcile on the clock
-// reads, so that a watch that has gone quiet cannot hold a stale record.
-func (r *workloadRunner) takeSeen() *store.PrimaryState {
+// reads, so that a watch that has gone quiet cannot hold a stale state.
+func (r *workloadRunner) takeSeen() *store.Watched {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := r.seen
@@ -372,98 +383,188 @@ func (r *workloadRunner) takeSeen() *store.PrimaryState {
 	return st
 }
 
+// currentState is the state the last reconcile acted on.
+func (r *workloadRunner) currentState() lifeline.WorkloadState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state
+}
+
+// reconcile is one round of observe → decide → act.
 func (r *workloadRunner) reconcile(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	rec, rev, seen, err := r.primaryRecord(cctx)
+	st, rev, seen, err := r.readState(cctx)
 	cancel()
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
-	last := r.primary
+	last := r.state
 	r.mu.Unlock()
-	if rec.Epoch < last.Epoch {
-		// Epochs only grow: a member that lags (one just back from a
-		// partition) answered. Acting on it could make the primary fence
-		// itself, so the leader says.
-		stale := rec.Epoch
+	if st.Epoch < last.Epoch || (st.Epoch == last.Epoch && rev < r.stateRev) {
+		// Epochs and revisions only grow: a member that lags (one just back
+		// from a partition) answered. Acting on it could make the primary
+		// fence itself, so the leader says.
+		stale := st.Epoch
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		rec, rev, _, err = r.a.store.Primary(cctx, r.w.Name)
+		var found bool
+		st, rev, found, err = r.a.store.State(cctx, r.w.Name)
 		cancel()
+		if err == nil && !found {
+			err = store.ErrNoState
+		}
 		if err != nil {
-			return fmt.Errorf("primary record: a member answered with epoch %d after epoch %d: %w", stale, last.Epoch, err)
+			return fmt.Errorf("state: a member answered with epoch %d after epoch %d: %w", stale, last.Epoch, err)
 		}
 		seen = nil
 	}
+	if err := st.Validate(r.a.cfg.Topology); err != nil {
+		return err
+	}
 	r.mu.Lock()
-	r.primary = rec
+	r.state, r.stateRev = st, rev
 	r.mu.Unlock()
-	primary, err := lifeline.ParseNodeID(rec.Node)
-	if err != nil {
-		return fmt.Errorf("primary record: %w", err)
+	l := r.observe(ctx, st)
+	p := nodeDecision(r.me, r.a.cfg.Topology, r.w, st, l)
+	r.mu.Lock()
+	changed := r.why != p.Why
+	r.why = p.Why
+	r.mu.Unlock()
+	if changed {
+		r.log.Info("decision", "acts", p.Acts, "why", p.Why)
 	}
-	if primary == r.me {
-		return r.reconcilePrimary(ctx, rec, rev, seen)
-	}
-	return r.reconcileStandby(ctx, primary)
-}
-
-func (r *workloadRunner) reconcilePrimary(ctx context.Context, rec lifeline.PrimaryRecord, rev int64, seen *store.PrimaryState) error {
 	var newer <-chan bool
-	if r.pg.Running() && r.role() != lifeline.RolePrimary {
+	if slices.Contains(p.Acts, actPromote) {
 		// About to promote: learn about the archive's timelines while the
 		// lease is taken, not after (both cross the network).
 		c := make(chan bool, 1)
 		go func() { c <- r.archiveHasNewerTimeline(ctx, true) }()
 		newer = c
 	}
-	if !r.lease.valid(time.Now(), rec.Epoch) {
-		if r.role() == lifeline.RolePrimary {
-			r.fence("no valid primary lease")
+	for _, a := range p.Acts {
+		if err := r.act(ctx, a, st, rev, seen, newer); err != nil {
+			return fmt.Errorf("%s: %w", a, err)
 		}
+	}
+	return nil
+}
+
+// observe gathers what nodeDecision needs to know about this node.
+func (r *workloadRunner) observe(ctx context.Context, st lifeline.WorkloadState) local {
+	now := time.Now()
+	l := local{
+		Initialized: r.pg.Initialized(),
+		Running:     r.pg.Running(),
+		RunningAs:   r.role(),
+		LeaseValid:  r.lease.valid(now, st.Epoch),
+		LeaseHeld:   r.lease.valid(now, r.lease.epochHeld()),
+		Demoted:     r.demotion(),
+	}
+	if !l.Running {
+		l.RunningAs = ""
+	}
+	if l.Initialized && !l.Running {
+		// A data directory that cannot say what it was (damaged control
+		// file) goes the same way as a former primary: rewind, else reseed.
+		was, err := r.pg.WasPrimary(ctx)
+		if err != nil {
+			r.log.Error("cannot read the data directory's state", "err", err)
+		}
+		l.WasPrimary = was || err != nil
+	}
+	return l
+}
+
+// act carries out one act of the decision.
+func (r *workloadRunner) act(ctx context.Context, a act, st lifeline.WorkloadState, rev int64, seen *store.Watched, newer <-chan bool) error {
+	t := r.a.cfg.Topology
+	primary, _ := st.PrimaryNode()
+	switch a {
+	case actFence:
+		r.fence(r.why)
+		r.lease.drop()
+	case actTakeLease:
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := r.lease.acquire(cctx, rec, rev, seen)
+		err := r.lease.acquire(cctx, st, rev, seen)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("primary lease: %w", err)
 		}
-		r.log.Info("holding the primary lease", "epoch", rec.Epoch)
+		r.log.Info("holding the primary lease", "epoch", st.Epoch)
 		r.mu.Lock()
 		r.fenced = ""
 		r.mu.Unlock()
-	}
-	if !r.pg.Initialized() {
-		if rec.Epoch != 1 {
-			// A promoted primary always has data; an empty one here means
-			// the node lost its disk. Never bootstrap an empty database in
-			// place of a primary that had data.
-			return fmt.Errorf("this node is primary (epoch %d) but has no data directory", rec.Epoch)
-		}
-		if err := r.pg.InitDB(ctx); err != nil {
+	case actInitDB:
+		return r.pg.InitDB(ctx)
+	case actRestore:
+		return r.restore(ctx, st)
+	case actPromote:
+		if err := r.promote(ctx, r.primarySettings(ctx), newer); err != nil {
 			return err
 		}
-	}
-	settings := r.settings(postgres.Settings{AppName: r.me.Slug(), SyncStandbyNames: r.syncNames(ctx)})
-	if r.pg.Running() && r.role() != lifeline.RolePrimary {
-		if err := r.promote(ctx, settings, newer); err != nil {
+		return r.ready(ctx, st)
+	case actServePrimary:
+		if err := r.apply(ctx, r.primarySettings(ctx), lifeline.RolePrimary); err != nil {
 			return err
 		}
-	} else if err := r.apply(ctx, settings, lifeline.RolePrimary); err != nil {
+		return r.ready(ctx, st)
+	case actDemote:
+		return r.demote(ctx, st)
+	case actSeed:
+		if !r.primaryReady(ctx, primary) {
+			return fmt.Errorf("waiting for primary %s before seeding", primary)
+		}
+		return r.seed(ctx, r.upstream(primary))
+	case actRejoin:
+		if !r.primaryReady(ctx, primary) {
+			return fmt.Errorf("waiting for primary %s before rejoining", primary)
+		}
+		return r.rejoin(ctx, st, r.upstream(primary))
+	case actFollow:
+		return r.follow(ctx, st, primary)
+	case actRetire:
+		return r.retire(ctx)
+	default:
+		return fmt.Errorf("unknown act %q", a)
+	}
+	_ = t
+	return nil
+}
+
+// primarySettings are this node's settings as primary.
+func (r *workloadRunner) primarySettings(ctx context.Context) postgres.Settings {
+	return r.settings(postgres.Settings{AppName: r.me.Slug(), SyncStandbyNames: r.syncNames(ctx)})
+}
+
+// ready makes sure a primary has the replication user and a slot for
+// every other database node, once per epoch.
+func (r *workloadRunner) ready(ctx context.Context, st lifeline.WorkloadState) error {
+	if r.readyEpoch() == st.Epoch {
+		return nil
+	}
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	pst, err := r.pg.Status(qctx)
+	cancel()
+	if err == nil && pst.InRecovery {
+		return nil // a restored primary still recovering: the next round
+	}
+	if err := r.pg.EnsureReplicationUser(ctx); err != nil {
 		return err
 	}
-	if r.ready() != rec.Epoch {
-		if err := r.pg.EnsureReplicationUser(ctx); err != nil {
-			return err
-		}
-		if err := r.pg.EnsureSlots(ctx, r.otherSlots()); err != nil {
-			return err
-		}
-		r.mu.Lock()
-		r.readyEpoch = rec.Epoch
-		r.mu.Unlock()
-		r.reportNow()
+	if err := r.pg.EnsureSlots(ctx, r.otherSlots(st)); err != nil {
+		return err
 	}
+	r.mu.Lock()
+	r.readyAt = st.Epoch
+	r.mu.Unlock()
+	r.reportNow()
 	return nil
+}
+
+// upstream is how this node streams from the primary.
+func (r *workloadRunner) upstream(primary lifeline.NodeID) postgres.Upstream {
+	host, port := r.a.dialer.HostPort(r.a.cfg.Topology.Address(primary), r.w.Database.Port)
+	return postgres.Upstream{Host: host, Port: port, Slot: r.me.Slug()}
 }
 
 // promote turns the running standby into the primary. The lease is held.
@@ -675,7 +776,7 @@ func (r *workloadRunner) refreshTimelines(ctx context.Context) {
 // standbys whose agents are gone are left out, so writes go on without them.
 func (r *workloadRunner) syncNames(ctx context.Context) string {
 	t := r.a.cfg.Topology
-	cands := t.SyncCandidates(r.w, r.me)
+	cands := t.SyncCandidatesIn(r.w, r.currentState(), r.me)
 	var names []string
 	var reports map[string]lifeline.NodeStatus
 	if r.w.Objectives.RPO > 0 {
@@ -703,45 +804,17 @@ func (r *workloadRunner) syncNames(ctx context.Context) string {
 	return postgres.SyncStandbyNames(r.w.Database.Sync, names)
 }
 
-func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.NodeID) error {
+// follow runs the server as a standby of the primary.
+func (r *workloadRunner) follow(ctx context.Context, st lifeline.WorkloadState, primary lifeline.NodeID) error {
 	t := r.a.cfg.Topology
-	if r.role() == lifeline.RolePrimary || r.lease.valid(time.Now(), r.lease.epochHeld()) {
-		// Another node is primary now: this one must stop writing at once.
-		r.fence(fmt.Sprintf("%s is primary now", primary))
-		r.lease.drop()
-	}
-	host, port := r.a.dialer.HostPort(t.Address(primary), r.w.Database.Port)
-	up := postgres.Upstream{Host: host, Port: port, Slot: r.me.Slug()}
-	if !r.pg.Initialized() {
-		if !r.primaryReady(ctx, primary) {
-			return fmt.Errorf("waiting for primary %s before seeding", primary)
-		}
-		if err := r.seed(ctx, up); err != nil {
-			return err
-		}
-	} else if !r.pg.Running() {
-		// A data directory that cannot say what it was (damaged control
-		// file) goes the same way as a former primary: rewind, else reseed.
-		was, err := r.pg.WasPrimary(ctx)
-		if err != nil {
-			r.log.Error("cannot read the data directory's state", "err", err)
-		}
-		if was || err != nil {
-			if !r.primaryReady(ctx, primary) {
-				return fmt.Errorf("waiting for primary %s before rejoining", primary)
-			}
-			if err := r.rejoin(ctx, up); err != nil {
-				return err
-			}
-		}
-	}
+	up := r.upstream(primary)
 	r.mu.Lock()
 	r.fenced = ""
 	r.mu.Unlock()
-	if r.upstream != (postgres.Upstream{}) && r.upstream != up {
+	if r.following != (postgres.Upstream{}) && r.following != up {
 		r.repointed = time.Now()
 	}
-	r.upstream = up
+	r.following = up
 	// Just repointed after a failover, or streaming until a moment ago:
 	// stream from the primary alone. With archive lookups, each retry also
 	// asks the archive, one process per file, and that delays a promotion,
@@ -753,7 +826,7 @@ func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.
 	// Every candidate is named, alive or not: a dead one acknowledges
 	// nothing, so the rule is as strict as the primary's own.
 	var peers []string
-	for _, id := range t.SyncCandidates(r.w, r.me) {
+	for _, id := range t.SyncCandidatesIn(r.w, st, r.me) {
 		peers = append(peers, id.Slug())
 	}
 	settings := r.settings(postgres.Settings{AppName: r.me.Slug(), Upstream: &up,
@@ -766,7 +839,7 @@ func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.
 	}
 	if !r.standbySlots {
 		// Best effort: a failover works without them, a little slower.
-		if err := r.pg.EnsureSlots(ctx, r.otherSlots()); err != nil {
+		if err := r.pg.EnsureSlots(ctx, r.otherSlots(st)); err != nil {
 			r.log.Debug("standby slots", "err", err)
 		} else {
 			r.standbySlots = true
@@ -775,33 +848,16 @@ func (r *workloadRunner) reconcileStandby(ctx context.Context, primary lifeline.
 	return nil
 }
 
-// otherSlots names a replication slot for every other database node.
-func (r *workloadRunner) otherSlots() []string {
+// otherSlots names a replication slot for every other node that may hold
+// a database (any node may, after a backup-restore failover).
+func (r *workloadRunner) otherSlots(lifeline.WorkloadState) []string {
 	var slots []string
-	for _, id := range r.a.cfg.Topology.DatabaseNodes(r.w) {
+	for _, id := range r.a.cfg.Topology.Nodes() {
 		if id != r.me {
 			slots = append(slots, id.Slug())
 		}
 	}
 	return slots
-}
-
-// rejoin makes a former primary follow the new one: pg_rewind, or a fresh
-// base backup when rewinding fails (the old data is moved aside, never deleted).
-func (r *workloadRunner) rejoin(ctx context.Context, up postgres.Upstream) error {
-	r.configured, r.standbySlots = "", false
-	err := r.pg.Rewind(ctx, up.Host, up.Port)
-	if err == nil {
-		r.log.Warn("rejoined by pg_rewind")
-		return nil
-	}
-	r.log.Error("pg_rewind failed; reseeding with a base backup", "err", err)
-	aside, derr := r.pg.Discard()
-	if derr != nil {
-		return derr
-	}
-	r.log.Warn("old data directory moved aside", "path", aside)
-	return r.seed(ctx, up)
 }
 
 func (r *workloadRunner) seed(ctx context.Context, up postgres.Upstream) error {
@@ -861,9 +917,13 @@ func (r *workloadRunner) apply(ctx context.Context, s postgres.Settings, role li
 func (r *workloadRunner) publish(ctx context.Context) error {
 	t := r.a.cfg.Topology
 	r.mu.Lock()
-	rec := r.primary
-	fenced := r.fenced
+	state := r.state
+	fenced, progress := r.fenced, r.progress
 	r.mu.Unlock()
+	role := t.RoleIn(r.w, state, r.me)
+	if state.Primary == "" || (role == lifeline.RoleNone && !r.pg.Running()) {
+		return nil // no database here: nothing to report
+	}
 	st := lifeline.NodeStatus{
 		Node:        r.me.String(),
 		Workload:    r.w.Name,
@@ -875,9 +935,7 @@ func (r *workloadRunner) publish(ctx context.Context) error {
 		Fenced:      fenced != "",
 		Reported:    time.Now().UTC(),
 	}
-	if primary, err := lifeline.ParseNodeID(rec.Node); err == nil {
-		st.Role = t.RoleOf(r.w, primary, r.me)
-	}
+	st.Role = role
 	switch {
 	case fenced != "":
 		st.Error = "fenced: " + fenced
@@ -904,17 +962,25 @@ func (r *workloadRunner) publish(ctx context.Context) error {
 			st.ReceiveLSN = pst.ReceiveLSN.String()
 		}
 		if st.Role == lifeline.RolePrimary {
-			st.Healthy = !pst.InRecovery && r.ready() == rec.Epoch && r.lease.valid(time.Now(), rec.Epoch)
+			st.Healthy = !pst.InRecovery && r.readyEpoch() == state.Epoch && r.lease.valid(time.Now(), state.Epoch)
+			if pst.InRecovery && progress != "" {
+				st.Error = progress
+			}
 		} else {
 			st.Healthy = pst.InRecovery && st.Streaming
 			if !st.Healthy {
 				st.Error = "not streaming from the primary"
 			}
 		}
+	case progress != "":
+		st.Error = progress
 	case !r.pg.Initialized():
 		st.Error = "not seeded yet"
 	default:
 		st.Error = "postgres is not running"
+		if r.why != "" {
+			st.Error += ": " + r.why
+		}
 	}
 	return r.a.report(ctx, st)
 }

@@ -34,17 +34,17 @@ type Backups struct {
 	Log      *slog.Logger
 }
 
+// primary reads where the workload's primary is (its state) and the
+// agents' reports. Backups follow the state: they are taken in, and copied
+// from, the active region.
 func (b *Backups) primary(ctx context.Context, w *lifeline.Workload) (lifeline.NodeID, map[string]lifeline.NodeStatus, error) {
-	rec, _, found, err := b.S.Primary(ctx, w.Name)
+	st, _, found, err := b.S.State(ctx, w.Name)
 	if err != nil {
 		return lifeline.NodeID{}, nil, err
 	}
-	if !found {
+	id, ok := st.PrimaryNode()
+	if !found || !ok {
 		return lifeline.NodeID{}, nil, fmt.Errorf("workload %s has no primary yet", w.Name)
-	}
-	id, err := lifeline.ParseNodeID(rec.Node)
-	if err != nil {
-		return id, nil, err
 	}
 	m, err := b.S.Statuses(ctx, w.Name)
 	if err != nil {
@@ -60,9 +60,9 @@ func (b *Backups) primary(ctx context.Context, w *lifeline.Workload) (lifeline.N
 // source picks where to take a backup from: a healthy standby of the
 // primary's region, so the primary is spared, else the primary.
 func (b *Backups) source(w *lifeline.Workload, primary lifeline.NodeID, reports map[string]lifeline.NodeStatus) lifeline.NodeID {
-	for _, id := range b.T.DatabaseNodes(w) {
+	for _, id := range b.T.Nodes() {
 		st := reports[id.String()]
-		if id.Region == primary.Region && id != primary && st.Healthy && time.Since(st.Reported) < b.T.Control.LeaseTTL {
+		if id.Region == primary.Region && id != primary && st.Healthy && st.InRecovery && time.Since(st.Reported) < b.T.Control.LeaseTTL {
 			return id
 		}
 	}

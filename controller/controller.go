@@ -1,13 +1,7 @@
-// Package controller is the brain that runs in the leader among the agents:
-// it watches every workload's primary lease and the agents' reports, decides
-// (Decide, a pure function) when a failover is needed, and runs the
-// failover as a runbook. Leadership is an etcd election; everything the
-// controller writes is guarded by it.
 package controller
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync"
@@ -18,6 +12,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/compute"
 	"github.com/lifeline-dr/lifeline/runbook"
 	"github.com/lifeline-dr/lifeline/store"
 )
@@ -33,6 +28,13 @@ type Config struct {
 	// DialURL maps a URL of another site's etcd member to the address this
 	// node reaches it through.
 	DialURL func(url string) string
+	// Routing switches regions on and off for the runbooks.
+	Routing Routing
+	// ProbeInstance and ProbeEntry check a service instance and a
+	// workload's public entry point (see Env).
+	ProbeInstance func(ctx context.Context, inst compute.Instance) error
+	ProbeEntry    func(ctx context.Context, w *lifeline.Workload) error
+	Notify        Notifier
 	// Backups runs scheduled backups; nil runs none.
 	Backups *Backups
 	Logger  *slog.Logger
@@ -46,12 +48,15 @@ type Controller struct {
 	s   *store.Store
 
 	mu        sync.Mutex
-	running   map[string]bool      // workloads with a runbook in this process
+	running   map[string]string    // workload → the runbook this process runs
 	missing   map[string]time.Time // when the lease was first seen missing
 	sawExpiry map[string]bool      // the lease key was deleted, and not put since
 	poke      chan struct{}        // wakes the leader's loop when a lease expires
 	lastTry   map[string]time.Time
 	decisions map[string]Decision
+	// lastPrimary is the last report of each workload's primary, for the
+	// evidence of a region failover (its report vanishes with the region).
+	lastPrimary map[string]lifeline.NodeStatus
 	// lastPlacement is when the leader last checked whether it should
 	// leave a primary's node (only the lead loop touches it).
 	lastPlacement time.Time
@@ -61,9 +66,18 @@ type Controller struct {
 func New(cfg Config) *Controller {
 	return &Controller{
 		cfg: cfg, log: cfg.Logger.With("subsystem", "controller"), t: cfg.Topology, s: cfg.Store,
-		running: map[string]bool{}, missing: map[string]time.Time{}, sawExpiry: map[string]bool{},
-		lastTry: map[string]time.Time{}, decisions: map[string]Decision{},
+		running: map[string]string{}, missing: map[string]time.Time{}, sawExpiry: map[string]bool{},
+		lastTry: map[string]time.Time{}, decisions: map[string]Decision{}, lastPrimary: map[string]lifeline.NodeStatus{},
 		poke: make(chan struct{}, 1),
+	}
+}
+
+// Env is the environment runbook steps run in under this controller.
+func (c *Controller) Env() *Env {
+	return &Env{
+		T: c.t, S: c.s, Connect: c.cfg.Connect, Routing: c.cfg.Routing,
+		ProbeInstance: c.cfg.ProbeInstance, ProbeEntry: c.cfg.ProbeEntry, Notify: c.cfg.Notify,
+		Now: time.Now, Sleep: realSleep, Log: c.log, Leader: c.cfg.Name,
 	}
 }
 
@@ -74,16 +88,18 @@ func (c *Controller) Run(ctx context.Context) {
 	// expiry (its leader died with the primary's zone) knows the lease
 	// expired and need not wait a TTL to be sure.
 	go c.watchLeases(ctx)
+	// Every candidate keeps the primaries' last reports, for the evidence.
+	go c.followPrimaries(ctx)
 	for ctx.Err() == nil {
 		sess, err := concurrency.NewSession(c.s.Client(), concurrency.WithTTL(max(ttl, 2)), concurrency.WithContext(ctx))
 		if err != nil {
-			sleep(ctx, time.Second)
+			realSleep(ctx, time.Second)
 			continue
 		}
 		el := concurrency.NewElection(sess, c.s.Keys().Election("controller"))
 		if err := el.Campaign(ctx, c.cfg.Name); err != nil {
 			sess.Close()
-			sleep(ctx, time.Second)
+			realSleep(ctx, time.Second)
 			continue
 		}
 		c.log.Info("leading the controller")
@@ -105,16 +121,10 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
-
 func (c *Controller) lead(ctx context.Context, el *concurrency.Election) {
 	guard := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
-	engine := runbook.NewEngine(c.s, c.cfg.Name, guard, c.log, c.zoneFailover())
+	env := c.Env()
+	engine := runbook.NewEngine(c.s, c.cfg.Name, guard, c.log, Catalog{Env: env})
 	c.mu.Lock()
 	c.missing = map[string]time.Time{}
 	c.mu.Unlock()
@@ -124,13 +134,6 @@ func (c *Controller) lead(ctx context.Context, el *concurrency.Election) {
 	ctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
-	if open, err := engine.Unfinished(ctx); err == nil {
-		for _, rb := range open {
-			c.log.Warn("resuming runbook", "id", rb.ID, "kind", rb.Kind)
-			wg.Add(1)
-			go func() { defer wg.Done(); c.runRunbook(ctx, engine, rb) }()
-		}
-	}
 
 	wg.Add(1)
 	go func() {
@@ -177,21 +180,21 @@ func (c *Controller) leavePrimary(ctx context.Context) bool {
 	}
 	hosts := map[string]bool{} // nodes hosting a primary
 	for i := range c.t.Workloads {
-		rec, _, _, err := c.s.Primary(ctx, c.t.Workloads[i].Name, clientv3.WithSerializable())
+		st, _, _, err := c.s.State(ctx, c.t.Workloads[i].Name, clientv3.WithSerializable())
 		if err != nil {
 			return false
 		}
-		hosts[rec.Node] = true
+		hosts[st.Primary] = true
 	}
 	if !hosts[c.cfg.Name] {
 		return false
 	}
-	resp, err := c.s.Client().Get(ctx, c.s.Keys().Election("controller")+"/", clientv3.WithPrefix(), clientv3.WithSerializable())
+	candidates, err := c.s.Candidates(ctx, "controller", clientv3.WithSerializable())
 	if err != nil {
 		return false
 	}
-	for _, kv := range resp.Kvs {
-		if other := string(kv.Value); other != c.cfg.Name && !hosts[other] {
+	for _, other := range candidates {
+		if other != c.cfg.Name && !hosts[other] {
 			c.log.Info("stepping down as controller leader: this node hosts a primary", "candidate", other)
 			return true
 		}
@@ -203,12 +206,7 @@ func (c *Controller) leavePrimary(ctx context.Context) bool {
 func (c *Controller) busy() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, running := range c.running {
-		if running {
-			return true
-		}
-	}
-	return false
+	return len(c.running) > 0
 }
 
 // askedToResign reports whether an operator asked this leader to step down
@@ -216,17 +214,13 @@ func (c *Controller) busy() bool {
 // a runbook finishes it first: a handover mid-runbook is for crashes.
 func (c *Controller) askedToResign(ctx context.Context) bool {
 	key := c.s.Keys().Resign("controller")
-	resp, err := c.s.Client().Get(ctx, key, clientv3.WithSerializable())
-	if err != nil || len(resp.Kvs) == 0 || string(resp.Kvs[0].Value) != c.cfg.Name {
+	if asked, found, err := c.s.GetString(ctx, key, clientv3.WithSerializable()); err != nil || !found || asked != c.cfg.Name {
 		return false
 	}
 	if c.busy() {
 		return false
 	}
-	_, _ = c.s.Client().Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(key), "=", c.cfg.Name)).
-		Then(clientv3.OpDelete(key)).
-		Commit()
+	_, _ = c.s.DeleteIfValue(ctx, key, c.cfg.Name)
 	c.log.Warn("stepping down as controller leader, as asked")
 	return true
 }
@@ -258,99 +252,156 @@ func (c *Controller) watchLeases(ctx context.Context) {
 				}
 			}
 		}
-		sleep(ctx, 500*time.Millisecond)
+		realSleep(ctx, 500*time.Millisecond)
 	}
 }
 
+// followPrimaries keeps each workload's primary's latest report, every
+// few check intervals, so that the evidence of a region's loss can say
+// where the primary last was even after its report vanished.
+func (c *Controller) followPrimaries(ctx context.Context) {
+	tick := time.NewTicker(2 * c.t.Control.CheckInterval)
+	defer tick.Stop()
+	for {
+		for i := range c.t.Workloads {
+			w := c.t.Workloads[i].Name
+			qctx, cancel := context.WithTimeout(ctx, c.t.Control.CheckInterval*2)
+			st, _, found, err := c.s.State(qctx, w, clientv3.WithSerializable())
+			var rep lifeline.NodeStatus
+			var ok bool
+			if err == nil && found {
+				rep, ok, err = c.s.Status(qctx, w, st.Primary, clientv3.WithSerializable())
+			}
+			cancel()
+			if err == nil && ok && rep.Role == lifeline.RolePrimary {
+				c.mu.Lock()
+				c.lastPrimary[w] = rep
+				c.mu.Unlock()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// evaluate is one round of observe → decide → act for a workload.
 func (c *Controller) evaluate(ctx context.Context, engine *runbook.Engine, w *lifeline.Workload, wg *sync.WaitGroup) {
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	in, err := c.input(qctx, w)
+	in, err := c.observe(qctx, w)
 	if err != nil {
+		c.log.Debug("observe", "workload", w.Name, "err", err)
 		return
+	}
+	// A runbook in the state that this process does not run: one an
+	// operator began, or one a previous leader left: run it.
+	if id := in.State.Runbook; id != "" {
+		c.mu.Lock()
+		mine := c.running[w.Name] == id
+		c.mu.Unlock()
+		if !mine {
+			rb, err := runbook.Get(qctx, c.s, id)
+			if err != nil {
+				c.log.Warn("the workload's runbook cannot be read", "workload", w.Name, "runbook", id, "err", err)
+				return
+			}
+			if rb.State == runbook.Running {
+				c.log.Warn("resuming runbook", "id", rb.ID, "kind", rb.Kind)
+			}
+			c.run(ctx, engine, rb, wg)
+			return
+		}
 	}
 	d := Decide(in)
 	c.mu.Lock()
 	prev := c.decisions[w.Name]
 	c.decisions[w.Name] = d
-	busy := c.running[w.Name] || time.Since(c.lastTry[w.Name]) < 10*time.Second
+	_, running := c.running[w.Name]
+	busy := running || time.Since(c.lastTry[w.Name]) < 10*time.Second
+	lastPrimary := c.lastPrimary[w.Name]
 	c.mu.Unlock()
 	if d != prev && d.Action != None || (prev.Action != None && d.Action == None) {
 		c.log.Warn("decision", "workload", w.Name, "action", d.Action, "reason", d.Reason)
 	}
-	if d.Action != ZoneFailover || busy {
+	if d.Action == None || busy {
 		return
 	}
 	c.mu.Lock()
-	c.running[w.Name] = true
 	c.lastTry[w.Name] = time.Now()
 	c.mu.Unlock()
 	lostAt := in.Now.Add(-in.LeaseMissing)
-	rb, err := engine.Start(ctx, w.Name, string(ZoneFailover), map[string]string{
-		"from": in.Primary.Node, "epoch": itoa(in.Primary.Epoch), "lost_at": lostAt.UTC().Format(time.RFC3339Nano),
-		"reason": d.Reason,
-	})
+	req := runbook.Request{Workload: w.Name, Kind: string(d.Action), Reason: d.Reason, Actor: "controller " + c.cfg.Name,
+		Params: map[string]string{"from": in.State.Primary, "epoch": itoa(in.State.Epoch), "lost_at": lostAt.UTC().Format(time.RFC3339Nano), "reason": d.Reason}}
+	if d.Action == ZoneFailover && lastPrimary.Node == in.State.Primary {
+		if set := SyncSet(lastPrimary); set != nil {
+			req.Params["sync_set"] = strings.Join(names(set), ",")
+		}
+	}
+	if d.Action == RegionFailover {
+		req.Params["from_region"], req.Params["to_region"] = d.From, d.To
+		down := RegionDown(c.t, w, in.State, d.From, in.Reports, in.Health, in.Now)
+		ev := BuildEvidence(c.t, w, in.State, d.From, lastPrimary, in.Reports, down, in.Now)
+		if !w.Strategy.StandbyDatabase() {
+			ev.Copy = c.copyRecord(qctx, w.Name, d.To)
+		}
+		req.Evidence = &ev
+	}
+	rb, err := engine.Start(ctx, req)
 	if err != nil {
-		c.log.Warn("start failover", "workload", w.Name, "err", err)
-		c.mu.Lock()
-		c.running[w.Name] = false
-		c.mu.Unlock()
+		c.log.Warn("start runbook", "workload", w.Name, "kind", d.Action, "err", err)
 		return
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); c.runRunbook(ctx, engine, rb) }()
+	c.run(ctx, engine, rb, wg)
 }
 
-func (c *Controller) runRunbook(ctx context.Context, engine *runbook.Engine, rb *runbook.Runbook) {
-	defer func() {
-		c.mu.Lock()
-		c.running[rb.Workload] = false
-		c.mu.Unlock()
-	}()
+// copyRecord is the state of a region's copy of the backups, nil when unknown.
+func (c *Controller) copyRecord(ctx context.Context, workload, region string) *lifeline.CopyRecord {
+	var rec lifeline.CopyRecord
+	if _, found, err := c.s.Get(ctx, c.s.Keys().BackupState(workload, "copy-"+region), &rec); err != nil || !found {
+		return nil
+	}
+	return &rec
+}
+
+// run runs a runbook in the background, once per process.
+func (c *Controller) run(ctx context.Context, engine *runbook.Engine, rb *runbook.Runbook, wg *sync.WaitGroup) {
 	c.mu.Lock()
-	c.running[rb.Workload] = true
-	c.mu.Unlock()
-	if err := engine.Run(ctx, rb); err != nil {
-		c.log.Error("runbook", "id", rb.ID, "err", err)
+	if _, ok := c.running[rb.Workload]; ok {
+		c.mu.Unlock()
 		return
 	}
-	c.recordFailover(ctx, rb)
+	c.running[rb.Workload] = rb.ID
+	c.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() {
+			c.mu.Lock()
+			delete(c.running, rb.Workload)
+			c.mu.Unlock()
+		}()
+		if err := engine.Run(ctx, rb); err != nil {
+			c.log.Error("runbook", "id", rb.ID, "err", err)
+			return
+		}
+		c.recordFailover(ctx, rb)
+	}()
 }
 
-// input gathers a decision's input from the store.
-func (c *Controller) input(ctx context.Context, w *lifeline.Workload) (Input, error) {
+// observe gathers a decision's input from the store: one serializable read
+// of the state, lease, reports and health results. A stale view can at
+// worst start a runbook whose steps find nothing to do; the writes that
+// matter are compare-and-swaps.
+func (c *Controller) observe(ctx context.Context, w *lifeline.Workload) (Input, error) {
 	in := Input{Topology: c.t, Workload: w, Now: time.Now()}
-	keys := c.s.Keys()
-	// One serializable read of everything: a stale view can at worst start
-	// a runbook whose steps find nothing to do; the writes that matter are
-	// compare-and-swaps.
-	resp, err := c.s.Client().Txn(ctx).Then(
-		clientv3.OpGet(keys.Primary(w.Name), clientv3.WithSerializable()),
-		clientv3.OpGet(keys.Lease(w.Name), clientv3.WithSerializable()),
-		clientv3.OpGet(keys.Lock(w.Name), clientv3.WithSerializable()),
-		clientv3.OpGet(keys.StatusPrefix(w.Name), clientv3.WithPrefix(), clientv3.WithSerializable()),
-	).Commit()
+	snap, err := c.s.ReadSnapshot(ctx, w.Name, clientv3.WithSerializable())
 	if err != nil {
 		return in, err
 	}
-	r := resp.Responses
-	if kvs := r[0].GetResponseRange().Kvs; len(kvs) > 0 {
-		_ = json.Unmarshal(kvs[0].Value, &in.Primary)
-	}
-	if kvs := r[1].GetResponseRange().Kvs; len(kvs) > 0 {
-		var l lifeline.LeaseRecord
-		if json.Unmarshal(kvs[0].Value, &l) == nil {
-			in.Lease = &l
-		}
-	}
-	in.Locked = len(r[2].GetResponseRange().Kvs) > 0
-	in.Reports = map[string]lifeline.NodeStatus{}
-	for _, kv := range r[3].GetResponseRange().Kvs {
-		var st lifeline.NodeStatus
-		if json.Unmarshal(kv.Value, &st) == nil {
-			in.Reports[st.Node] = st
-		}
-	}
+	in.State, in.HasState, in.Lease, in.Reports, in.Health = snap.State, snap.HasState, snap.Lease, snap.Reports, snap.Health
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if in.Lease != nil {

@@ -26,11 +26,11 @@ func (c *Controller) placeEtcdLeader(ctx context.Context) {
 	}
 	busy := map[string]bool{} // site names hosting a primary
 	for i := range c.t.Workloads {
-		rec, _, found, err := c.s.Primary(qctx, c.t.Workloads[i].Name)
+		st, _, found, err := c.s.State(qctx, c.t.Workloads[i].Name)
 		if err != nil || !found {
 			continue
 		}
-		if id, err := lifeline.ParseNodeID(rec.Node); err == nil {
+		if id, ok := st.PrimaryNode(); ok {
 			if site, ok := c.t.SiteOf(id); ok {
 				busy[site.Name] = true
 			}

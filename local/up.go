@@ -346,12 +346,8 @@ func (r *Runner) waitReady(ctx context.Context, start time.Time) error {
 	}
 	defer s.Close()
 	ready := map[string]bool{}
-	want := 0
-	for i := range r.t.Workloads {
-		want += len(r.t.DatabaseNodes(&r.t.Workloads[i]))
-	}
 	last := time.Now()
-	for len(ready) < want {
+	for want := -1; want < 0 || len(ready) < want; {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -361,15 +357,25 @@ func (r *Runner) waitReady(ctx context.Context, start time.Time) error {
 			return fmt.Errorf("%s exited while starting:\n%s", name, tail(r.dir.LogFile(name), 15))
 		case <-time.After(300 * time.Millisecond):
 		}
+		total := 0
 		for i := range r.t.Workloads {
 			w := &r.t.Workloads[i]
 			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			reports, err := s.Statuses(qctx, w.Name)
+			st, _, found, err := s.State(qctx, w.Name)
+			var reports map[string]lifeline.NodeStatus
+			if err == nil && found {
+				reports, err = s.Statuses(qctx, w.Name)
+			}
 			cancel()
-			if err != nil {
+			if err != nil || !found {
+				total = -1
 				continue
 			}
-			for _, id := range r.t.DatabaseNodes(w) {
+			nodes := r.t.DatabaseNodesIn(st)
+			if total >= 0 {
+				total += len(nodes)
+			}
+			for _, id := range nodes {
 				key := w.Name + "@" + id.String()
 				// Reports of a previous run linger until their lease expires:
 				// only the agent started now counts.
@@ -379,9 +385,10 @@ func (r *Runner) waitReady(ctx context.Context, start time.Time) error {
 				}
 			}
 		}
+		want = total
 		if time.Since(last) > 15*time.Second {
 			last = time.Now()
-			r.printf("  waiting: %d of %d databases ready", len(ready), want)
+			r.printf("  waiting: %d of %d databases ready", len(ready), max(want, 0))
 		}
 	}
 	return nil

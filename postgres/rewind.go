@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/lifeline-dr/lifeline"
 )
 
 // ClusterState is pg_controldata's "Database cluster state".
@@ -41,11 +44,28 @@ func (i *Instance) WasPrimary(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
+// RewindStats says what a rewind did: where the two servers' histories
+// diverged, and how much it copied.
+type RewindStats struct {
+	DivergedAt  lifeline.LSN
+	Timeline    uint32 // the timeline the target was on at the divergence
+	CopiedBytes int64
+}
+
+var (
+	divergedRe = regexp.MustCompile(`servers diverged at WAL location ([0-9A-Fa-f]+/[0-9A-Fa-f]+) on timeline (\d+)`)
+	copiedRe   = regexp.MustCompile(`(\d+)/(\d+) kB \(\d+%\) copied`)
+)
+
 // Rewind makes the stopped data directory a copy of the source server's
-// timeline with pg_rewind, so it can follow the source as a standby.
-func (i *Instance) Rewind(ctx context.Context, host string, port int) error {
+// timeline with pg_rewind, so it can follow the source as a standby. A dry
+// run first finds where the histories diverged; before, when not nil, is
+// called with that (e.g. to keep the WAL written after it) before anything
+// is changed.
+func (i *Instance) Rewind(ctx context.Context, host string, port int, before func(RewindStats) error) (RewindStats, error) {
+	var stats RewindStats
 	if i.Running() {
-		return fmt.Errorf("rewind %s: the server is running", i.cfg.Name)
+		return stats, fmt.Errorf("rewind %s: the server is running", i.cfg.Name)
 	}
 	src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=5", host, port, i.cfg.Superuser)
 	// A just-promoted source shows its new timeline in pg_control only after
@@ -54,19 +74,19 @@ func (i *Instance) Rewind(ctx context.Context, host string, port int) error {
 	defer cancel()
 	cfg, err := pgx.ParseConfig(src)
 	if err != nil {
-		return err
+		return stats, err
 	}
 	if i.cfg.Password != "" {
 		cfg.Password = i.cfg.Password
 	}
 	conn, err := pgx.ConnectConfig(cctx, cfg)
 	if err != nil {
-		return fmt.Errorf("rewind %s: connect to source %s:%d: %w", i.cfg.Name, host, port, err)
+		return stats, fmt.Errorf("rewind %s: connect to source %s:%d: %w", i.cfg.Name, host, port, err)
 	}
 	_, err = conn.Exec(cctx, "CHECKPOINT")
 	conn.Close(context.Background())
 	if err != nil {
-		return fmt.Errorf("rewind %s: checkpoint on source: %w", i.cfg.Name, err)
+		return stats, fmt.Errorf("rewind %s: checkpoint on source: %w", i.cfg.Name, err)
 	}
 	var env []string
 	if i.cfg.Password != "" {
@@ -74,11 +94,44 @@ func (i *Instance) Rewind(ctx context.Context, host string, port int) error {
 	}
 	i.log.Info("pg_rewind", "source", host+":"+strconv.Itoa(port))
 	start := time.Now()
-	if err := i.run(ctx, env, "pg_rewind", "--target-pgdata", i.DataDir(), "--source-server", src); err != nil {
-		return fmt.Errorf("rewind %s: %w", i.cfg.Name, err)
+	out, err := i.command(ctx, env, "pg_rewind", "--dry-run", "--target-pgdata", i.DataDir(), "--source-server", src).CombinedOutput()
+	if err != nil {
+		return stats, fmt.Errorf("rewind %s: pg_rewind --dry-run: %w: %s", i.cfg.Name, err, lastLines(out, 15))
 	}
-	i.log.Info("pg_rewind done", "seconds", time.Since(start).Seconds())
-	return nil
+	if m := divergedRe.FindSubmatch(out); m != nil {
+		stats.DivergedAt, _ = lifeline.ParseLSN(string(m[1]))
+		tli, _ := strconv.ParseUint(string(m[2]), 10, 32)
+		stats.Timeline = uint32(tli)
+	}
+	if before != nil && stats.DivergedAt != 0 {
+		if err := before(stats); err != nil {
+			return stats, fmt.Errorf("rewind %s: %w", i.cfg.Name, err)
+		}
+	}
+	out, err = i.command(ctx, env, "pg_rewind", "--progress", "--target-pgdata", i.DataDir(), "--source-server", src).CombinedOutput()
+	if err != nil {
+		return stats, fmt.Errorf("rewind %s: pg_rewind: %w: %s", i.cfg.Name, err, lastLines(out, 15))
+	}
+	if all := copiedRe.FindAllSubmatch(out, -1); len(all) > 0 {
+		kb, _ := strconv.ParseInt(string(all[len(all)-1][1]), 10, 64)
+		stats.CopiedBytes = kb * 1024
+	}
+	i.log.Info("pg_rewind done", "seconds", time.Since(start).Seconds(), "copied_bytes", stats.CopiedBytes, "diverged_at", stats.DivergedAt.String())
+	return stats, nil
+}
+
+// Size is the data directory's size in bytes.
+func (i *Instance) Size() int64 {
+	var n int64
+	_ = filepath.WalkDir(i.DataDir(), func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // KnownTimeline is the newest timeline whose history this server holds in

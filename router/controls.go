@@ -2,16 +2,14 @@ package router
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/lifeline-dr/lifeline"
-	"github.com/lifeline-dr/lifeline/runbook"
 	"github.com/lifeline-dr/lifeline/store"
 )
 
@@ -40,16 +38,8 @@ func (e *RuleError) Error() string { return fmt.Sprintf("rule %q: %s", e.Rule, e
 // Is makes errors.Is(err, ErrRefused) true.
 func (e *RuleError) Is(target error) bool { return target == ErrRefused }
 
-// ControlRecord is the stored value of a routing control. A region without
-// a record is on.
-type ControlRecord struct {
-	On      bool      `json:"on"`
-	Changed time.Time `json:"changed"`
-	Actor   string    `json:"actor"`
-	Reason  string    `json:"reason,omitempty"`
-	// Forced names the runbook whose lock the change overrode.
-	Forced string `json:"forced,omitempty"`
-}
+// ControlRecord is the stored value of a routing control.
+type ControlRecord = lifeline.ControlRecord
 
 // ControlOptions qualify a change.
 type ControlOptions struct {
@@ -59,6 +49,9 @@ type ControlOptions struct {
 	Reason string
 	// Actor is who asks (a user, or "controller"); required.
 	Actor string
+	// Runbook is the runbook asking, if any: the runbook that holds the
+	// workload may change its routing (a failover reroutes).
+	Runbook string
 }
 
 // CheckControl applies the safety rules to switching region on or off,
@@ -78,7 +71,7 @@ func CheckControl(regions []string, current map[string]bool, lockHolder, region 
 				"switching %s off would leave no region on; switch another region on first", region)}
 		}
 	}
-	if lockHolder != "" {
+	if lockHolder != "" && lockHolder != opts.Runbook {
 		switch {
 		case !opts.Force:
 			return &RuleError{Rule: RuleRunbookLock, Detail: fmt.Sprintf(
@@ -116,69 +109,41 @@ func Set(ctx context.Context, s *store.Store, t *lifeline.Topology, workload, re
 	if strings.TrimSpace(opts.Actor) == "" {
 		return fmt.Errorf("routing control of %s/%s: an actor is required for the audit log", w.Name, region)
 	}
-	keys := s.Keys()
 	regions := t.RegionNames()
 	for attempt := 0; attempt < 10; attempt++ {
-		read, err := s.Client().Txn(ctx).Then(
-			clientv3.OpGet(keys.ControlPrefix(w.Name), clientv3.WithPrefix()),
-			clientv3.OpGet(keys.Lock(w.Name)),
-		).Commit()
+		read, err := s.ReadControls(ctx, w.Name)
 		if err != nil {
-			return fmt.Errorf("routing control of %s/%s: %w", w.Name, region, err)
+			return err
 		}
 		current := map[string]bool{}
-		revs := map[string]int64{}
-		for _, kv := range read.Responses[0].GetResponseRange().Kvs {
-			var rec ControlRecord
-			if err := json.Unmarshal(kv.Value, &rec); err != nil {
-				return fmt.Errorf("routing control: decode %s: %w", kv.Key, err)
-			}
-			r := strings.TrimPrefix(string(kv.Key), keys.ControlPrefix(w.Name))
+		for r, rec := range read.Records {
 			current[r] = rec.On
-			revs[string(kv.Key)] = kv.ModRevision
 		}
-		holder, lockRev := "", int64(0)
-		if kvs := read.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
-			holder, lockRev = string(kvs[0].Value), kvs[0].ModRevision
-		}
-		if isOn(current, region) == on {
+		holder := read.Runbook
+		if read.On(region) == on {
 			return nil
 		}
 		if err := CheckControl(regions, current, holder, region, on, opts); err != nil {
 			auditControl(ctx, s, w.Name, region, "refused", fmt.Sprintf("switch %s: %v; reason: %s", onOff(on), err, opts.Reason), opts.Actor)
 			return fmt.Errorf("routing control of %s/%s: %w", w.Name, region, err)
 		}
-		rec := ControlRecord{On: on, Changed: time.Now().UTC(), Actor: opts.Actor, Reason: opts.Reason, Forced: holder}
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return err
+		forced := holder
+		if holder == opts.Runbook {
+			forced = ""
 		}
-		conds := []clientv3.Cmp{
-			// A key that does not exist compares as revision 0.
-			clientv3.Compare(clientv3.ModRevision(keys.Lock(w.Name)), "=", lockRev),
-		}
-		for _, r := range regions {
-			k := keys.Control(w.Name, r)
-			conds = append(conds, clientv3.Compare(clientv3.ModRevision(k), "=", revs[k]))
-		}
-		resp, err := s.Client().Txn(ctx).If(conds...).Then(clientv3.OpPut(keys.Control(w.Name, region), string(b))).Commit()
-		if err != nil {
-			return fmt.Errorf("routing control of %s/%s: %w", w.Name, region, err)
-		}
-		if !resp.Succeeded {
-			continue // changed under us: read and check again
-		}
+		rec := ControlRecord{On: on, Changed: time.Now().UTC(), Actor: opts.Actor, Reason: opts.Reason, Forced: forced}
 		detail := opts.Reason
-		if holder != "" {
+		if forced != "" {
 			detail = fmt.Sprintf("forced over runbook %s: %s", holder, opts.Reason)
 		}
-		if err := runbook.Audit(ctx, s, runbook.AuditEntry{
-			Time: rec.Changed, Workload: w.Name, Kind: "routing-control", Step: region,
+		err = s.SetControl(ctx, w.Name, regions, read, region, rec, lifeline.AuditEntry{
+			Time: rec.Changed, Workload: w.Name, Runbook: opts.Runbook, Kind: "routing-control", Step: region,
 			Result: onOff(on), Detail: detail, Actor: opts.Actor,
-		}); err != nil {
-			return fmt.Errorf("routing control of %s/%s switched %s, but the audit log was not written: %w", w.Name, region, onOff(on), err)
+		})
+		if errors.Is(err, store.ErrConflict) {
+			continue // changed under us: read and check again
 		}
-		return nil
+		return err
 	}
 	return fmt.Errorf("routing control of %s/%s: %w", w.Name, region, store.ErrConflict)
 }
@@ -186,7 +151,7 @@ func Set(ctx context.Context, s *store.Store, t *lifeline.Topology, workload, re
 // auditControl records a refusal; a failure to record it does not hide
 // the refusal itself.
 func auditControl(ctx context.Context, s *store.Store, workload, region, result, detail, actor string) {
-	_ = runbook.Audit(ctx, s, runbook.AuditEntry{
+	_ = s.Audit(ctx, lifeline.AuditEntry{
 		Workload: workload, Kind: "routing-control", Step: region, Result: result, Detail: detail, Actor: actor,
 	})
 }
@@ -216,10 +181,11 @@ func Show(ctx context.Context, s *store.Store, t *lifeline.Topology) ([]RegionCo
 	var out []RegionControl
 	for i := range t.Workloads {
 		w := &t.Workloads[i]
-		recs, err := store.List[ControlRecord](ctx, s, s.Keys().ControlPrefix(w.Name))
+		read, err := s.ReadControls(ctx, w.Name)
 		if err != nil {
-			return nil, fmt.Errorf("routing controls of %s: %w", w.Name, err)
+			return nil, err
 		}
+		recs := read.Records
 		for _, r := range t.RegionNames() {
 			c := RegionControl{Workload: w.Name, Region: r, On: true}
 			if rec, ok := recs[r]; ok {
@@ -229,4 +195,39 @@ func Show(ctx context.Context, s *store.Store, t *lifeline.Topology) ([]RegionCo
 		}
 	}
 	return out, nil
+}
+
+// Switch is the routing controls as a runbook uses them: it may switch the
+// regions of the workload it holds.
+type Switch struct {
+	S *store.Store
+	T *lifeline.Topology
+}
+
+// SetRegion switches a region on or off on behalf of a runbook.
+func (sw Switch) SetRegion(ctx context.Context, workload, region string, on bool, runbookID, reason string) error {
+	return Set(ctx, sw.S, sw.T, workload, region, on, ControlOptions{Actor: "controller", Runbook: runbookID, Reason: reason})
+}
+
+// RegionOn reports whether a region is switched on.
+func (sw Switch) RegionOn(ctx context.Context, workload, region string) (bool, error) {
+	c, err := sw.S.ReadControls(ctx, workload)
+	if err != nil {
+		return false, err
+	}
+	return c.On(region), nil
+}
+
+// ProbeEntry checks a workload's global HTTP entry point: a GET of its
+// first service's health path with the workload's hostname must succeed.
+func ProbeEntry(ctx context.Context, t *lifeline.Topology, w *lifeline.Workload) error {
+	path := DefaultHealthPath
+	if len(w.Services) > 0 && w.Services[0].Health != "" {
+		path = w.Services[0].Health
+	}
+	host := t.Router.Address
+	if host == "0.0.0.0" || host == "" {
+		host = "127.0.0.1"
+	}
+	return Probe(ctx, nil, Target{Name: w.Name + "/entry", Kind: CheckHTTP, Address: net.JoinHostPort(host, strconv.Itoa(t.Router.HTTPPort)), Path: path, Host: w.Routing.Hostname}, 2*time.Second)
 }

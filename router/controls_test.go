@@ -10,8 +10,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/router"
 	"github.com/lifeline-dr/lifeline/runbook"
+	"github.com/lifeline-dr/lifeline/store"
 )
 
 func ruleOf(err error) string {
@@ -78,9 +80,19 @@ func TestControls_Set(t *testing.T) {
 	}
 
 	// A runbook takes the workload's lock.
-	if _, err := s.Client().Put(ctx, s.Keys().Lock("orders"), "rb-42"); err != nil {
+	if _, _, err := s.InitState(ctx, "orders", lifeline.WorkloadState{Active: "eu-west", Primary: "eu-west/a", Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
+	setRunbook := func(id string) {
+		t.Helper()
+		if _, err := s.UpdateState(ctx, "orders", func(st *lifeline.WorkloadState, _ *store.Change) error {
+			st.Runbook = id
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setRunbook("rb-42")
 	err = router.Set(ctx, s, top, "orders", "eu-west", true, alice)
 	if ruleOf(err) != router.RuleRunbookLock || !strings.Contains(err.Error(), "rb-42") {
 		t.Fatalf("change under a runbook: %v, want refused by runbook-lock naming rb-42", err)
@@ -91,9 +103,14 @@ func TestControls_Set(t *testing.T) {
 	if err := router.Set(ctx, s, top, "orders", "eu-west", true, router.ControlOptions{Actor: "bob", Force: true, Reason: "runbook stuck"}); err != nil {
 		t.Fatalf("forced with a reason: %v", err)
 	}
-	if _, err := s.Client().Delete(ctx, s.Keys().Lock("orders")); err != nil {
+	// The runbook that holds the workload reroutes it itself.
+	if err := router.Set(ctx, s, top, "orders", "eu-central", false, router.ControlOptions{Actor: "controller", Runbook: "rb-42", Reason: "failover"}); err != nil {
+		t.Fatalf("the lock holder's own change: %v", err)
+	}
+	if err := router.Set(ctx, s, top, "orders", "eu-central", true, router.ControlOptions{Actor: "controller", Runbook: "rb-42", Reason: "failover"}); err != nil {
 		t.Fatal(err)
 	}
+	setRunbook("")
 
 	got, err := router.Show(ctx, s, top)
 	if err != nil {
@@ -101,7 +118,7 @@ func TestControls_Set(t *testing.T) {
 	}
 	want := []router.RegionControl{
 		{Workload: "orders", Region: "eu-west", On: true, Actor: "bob", Reason: "runbook stuck"},
-		{Workload: "orders", Region: "eu-central", On: true},
+		{Workload: "orders", Region: "eu-central", On: true, Actor: "controller", Reason: "failover"},
 	}
 	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(router.RegionControl{}, "Changed")); diff != "" {
 		t.Errorf("Show (-want +got):\n%s", diff)
@@ -123,6 +140,8 @@ func TestControls_Set(t *testing.T) {
 		`alice | orders | eu-west | refused | switch on: rule "runbook-lock": runbook rb-42 holds the workload; wait for it, or force with a reason; reason: maintenance`,
 		`bob | orders | eu-west | refused | switch on: rule "runbook-lock": runbook rb-42 holds the workload; forcing needs a reason; reason: `,
 		"bob | orders | eu-west | on | forced over runbook rb-42: runbook stuck",
+		"controller | orders | eu-central | off | failover",
+		"controller | orders | eu-central | on | failover",
 	}
 	if diff := cmp.Diff(wantLog, lines); diff != "" {
 		t.Errorf("audit log (-want +got):\n%s", diff)

@@ -114,6 +114,8 @@ type Target struct {
 	Address string // host:port
 	// Path is what CheckHTTP requests; "/" when empty.
 	Path string
+	// Host, when set, is the HTTP Host header (a front door routes by it).
+	Host string
 }
 
 // HealthReport is one vantage point's latest word on one target, as
@@ -158,6 +160,9 @@ func Probe(ctx context.Context, client *http.Client, t Target, timeout time.Dura
 			return err
 		}
 		req.Header.Set("User-Agent", "lifeline-health-check")
+		if t.Host != "" {
+			req.Host = t.Host
+		}
 		resp, err := client.Do(req)
 		if err != nil {
 			return err

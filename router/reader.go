@@ -28,8 +28,9 @@ type ReadChoice struct {
 }
 
 // PickReader chooses where read-only connections go: the nearest fit
-// standby, else the primary. Nearest means in the home region (where this
-// router runs) first, then the other regions in spec order, zones in spec
+// standby, else the primary while its agent reports it serving, else
+// nowhere. Nearest means in the home region (where this router runs; the
+// active region when home is empty) first, then the other regions in spec order, zones in spec
 // order inside a region. A standby is fit when its agent reports it
 // healthy, running, in recovery, streaming and not fenced, and the
 // primary's report shows it connected with a replay lag within the
@@ -37,15 +38,18 @@ type ReadChoice struct {
 // A standby the primary does not report on (the primary is down, or the
 // standby is disconnected) has an unknown lag and is not fit. PickReader
 // is pure.
-func PickReader(t *lifeline.Topology, w *lifeline.Workload, home string, primary lifeline.PrimaryRecord, reports map[string]lifeline.NodeStatus) ReadChoice {
+func PickReader(t *lifeline.Topology, w *lifeline.Workload, home string, state lifeline.WorkloadState, reports map[string]lifeline.NodeStatus) ReadChoice {
 	var out ReadChoice
+	if home == "" {
+		home = state.Active
+	}
 	replicas := map[string]lifeline.ReplicaStatus{}
-	if p, ok := reports[primary.Node]; ok && primary.Node != "" {
+	if p, ok := reports[state.Primary]; ok && state.Primary != "" {
 		for _, r := range p.Replicas {
 			replicas[r.Name] = r
 		}
 	}
-	nodes := t.DatabaseNodes(w)
+	nodes := t.DatabaseNodesIn(state)
 	ordered := make([]lifeline.NodeID, 0, len(nodes))
 	for _, id := range nodes {
 		if id.Region == home {
@@ -58,7 +62,7 @@ func PickReader(t *lifeline.Topology, w *lifeline.Workload, home string, primary
 		}
 	}
 	for _, id := range ordered {
-		if id.String() == primary.Node {
+		if id.String() == state.Primary {
 			continue
 		}
 		st, ok := reports[id.String()]
@@ -75,9 +79,11 @@ func PickReader(t *lifeline.Topology, w *lifeline.Workload, home string, primary
 		}
 		out.Fit = append(out.Fit, addr)
 	}
-	if out.Addr == "" && primary.Node != "" {
-		if id, err := lifeline.ParseNodeID(primary.Node); err == nil && t.Address(id) != "" {
-			out.Node = primary.Node
+	// The primary only while its agent says it serves: reads never go to
+	// a node that is down.
+	if p, ok := reports[state.Primary]; out.Addr == "" && ok && p.Healthy && p.Running && !p.InRecovery && !p.Fenced {
+		if id, err := lifeline.ParseNodeID(state.Primary); err == nil && t.Address(id) != "" {
+			out.Node = state.Primary
 			out.Addr = net.JoinHostPort(t.Address(id), strconv.Itoa(w.Database.Port))
 		}
 	}
@@ -103,6 +109,7 @@ type Reader struct {
 	s      *store.Store
 	listen string
 	home   string
+	view   *store.StateView
 	log    *slog.Logger
 	// Refresh is how often the reports are read. Default: the topology's
 	// check interval, the rate at which agents report.
@@ -111,16 +118,16 @@ type Reader struct {
 }
 
 // NewReader returns the reader endpoint of a workload listening on listen,
-// preferring standbys in the home region.
+// preferring standbys in the home region ("" for the active region).
 func NewReader(t *lifeline.Topology, w *lifeline.Workload, s *store.Store, listen, home string, log *slog.Logger) *Reader {
 	refresh := t.Control.CheckInterval
 	if refresh <= 0 {
 		refresh = 500 * time.Millisecond
 	}
 	return &Reader{
-		t: t, w: w, s: s, listen: listen, home: home, log: log.With("reader", w.Name),
+		t: t, w: w, s: s, listen: listen, home: home, view: s.View(w.Name), log: log.With("reader", w.Name),
 		Refresh:  refresh,
-		endpoint: newEndpoint(30 * time.Second),
+		endpoint: newEndpoint(HoldNew, w.Name),
 	}
 }
 
@@ -158,9 +165,9 @@ func (rd *Reader) refresh(ctx context.Context) error {
 	// Serializable reads: a slightly stale view only delays a switch by
 	// one refresh, and the reader keeps working from a member cut off
 	// from the quorum.
-	primary, _, _, err := rd.s.Primary(ctx, rd.w.Name, clientv3.WithSerializable())
-	if err != nil {
-		return err
+	state, ok, err := rd.view.Read(ctx, clientv3.WithSerializable())
+	if !ok {
+		return err // never seen a state: no target
 	}
 	reports, err := rd.s.Statuses(ctx, rd.w.Name, clientv3.WithSerializable())
 	if err != nil {
@@ -170,13 +177,16 @@ func (rd *Reader) refresh(ctx context.Context) error {
 	for _, r := range reports {
 		byNode[r.Node] = r
 	}
-	rd.retarget(PickReader(rd.t, rd.w, rd.home, primary, byNode))
-	return nil
+	rd.retarget(PickReader(rd.t, rd.w, rd.home, state, byNode))
+	return err
 }
 
 // retarget switches new connections to the choice and closes the open
 // ones whose target is neither the choice nor a fit standby.
 func (rd *Reader) retarget(c ReadChoice) {
+	if c.Addr == "" {
+		rd.explain("no standby within the RPO and no primary serving")
+	}
 	old := rd.Target()
 	if rd.set(c.Addr, c.Fit...) {
 		rd.log.Info("reader target changed", "from", old, "to", c.Addr, "node", c.Node, "standby", c.Standby)

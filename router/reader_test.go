@@ -38,8 +38,8 @@ func topology(sub string, port int) *lifeline.Topology {
 // replicas with the given replay lags in seconds (absent: not connected);
 // every other node reports a healthy streaming standby unless listed in
 // down.
-func facts(lags map[string]float64, down ...string) (lifeline.PrimaryRecord, map[string]lifeline.NodeStatus) {
-	primary := lifeline.PrimaryRecord{Node: "eu-west/a", Epoch: 1}
+func facts(lags map[string]float64, down ...string) (lifeline.WorkloadState, map[string]lifeline.NodeStatus) {
+	primary := lifeline.WorkloadState{Active: "eu-west", Primary: "eu-west/a", Epoch: 1, Databases: []string{"eu-west", "eu-central"}}
 	reports := map[string]lifeline.NodeStatus{}
 	p := lifeline.NodeStatus{Node: "eu-west/a", Role: lifeline.RolePrimary, Healthy: true, Running: true}
 	for node, lag := range lags {
@@ -67,7 +67,7 @@ func TestPickReader(t *testing.T) {
 		home    string
 		lags    map[string]float64
 		down    []string
-		edit    func(lifeline.PrimaryRecord, map[string]lifeline.NodeStatus) lifeline.PrimaryRecord
+		edit    func(lifeline.WorkloadState, map[string]lifeline.NodeStatus) lifeline.WorkloadState
 		want    router.ReadChoice
 		wantRPO time.Duration
 	}{
@@ -95,7 +95,7 @@ func TestPickReader(t *testing.T) {
 		{name: "unhealthy standby", home: "eu-west", lags: map[string]float64{"eu-west/b": 0}, down: []string{"eu-west/b"},
 			want: router.ReadChoice{Node: "eu-west/a", Addr: addr("1")}},
 		{name: "standby not streaming", home: "eu-west", lags: map[string]float64{"eu-west/b": 0},
-			edit: func(p lifeline.PrimaryRecord, r map[string]lifeline.NodeStatus) lifeline.PrimaryRecord {
+			edit: func(p lifeline.WorkloadState, r map[string]lifeline.NodeStatus) lifeline.WorkloadState {
 				st := r["eu-west/b"]
 				st.Streaming = false
 				r["eu-west/b"] = st
@@ -103,21 +103,36 @@ func TestPickReader(t *testing.T) {
 			},
 			want: router.ReadChoice{Node: "eu-west/a", Addr: addr("1")}},
 		{name: "disconnected in the primary's view", home: "eu-west", lags: map[string]float64{"eu-west/b": 0},
-			edit: func(p lifeline.PrimaryRecord, r map[string]lifeline.NodeStatus) lifeline.PrimaryRecord {
+			edit: func(p lifeline.WorkloadState, r map[string]lifeline.NodeStatus) lifeline.WorkloadState {
 				st := r["eu-west/a"]
 				st.Replicas[0].Connected = false
 				return p
 			},
 			want: router.ReadChoice{Node: "eu-west/a", Addr: addr("1")}},
-		{name: "primary's report missing: lags unknown, primary", home: "eu-west", lags: map[string]float64{"eu-west/b": 0},
-			edit: func(p lifeline.PrimaryRecord, r map[string]lifeline.NodeStatus) lifeline.PrimaryRecord {
+		{name: "primary's report missing: lags unknown, and it may be down: nowhere", home: "eu-west", lags: map[string]float64{"eu-west/b": 0},
+			edit: func(p lifeline.WorkloadState, r map[string]lifeline.NodeStatus) lifeline.WorkloadState {
 				delete(r, "eu-west/a")
 				return p
 			},
-			want: router.ReadChoice{Node: "eu-west/a", Addr: addr("1")}},
+			want: router.ReadChoice{}},
+		{name: "primary fenced and no standby fit: nowhere", home: "eu-west", lags: map[string]float64{"eu-west/b": 5},
+			edit: func(p lifeline.WorkloadState, r map[string]lifeline.NodeStatus) lifeline.WorkloadState {
+				st := r["eu-west/a"]
+				st.Fenced = true
+				r["eu-west/a"] = st
+				return p
+			},
+			want: router.ReadChoice{}},
+		{name: "no home: the active region's standby first", home: "",
+			lags: map[string]float64{"eu-west/b": 0.5, "eu-central/a": 0.1},
+			edit: func(p lifeline.WorkloadState, r map[string]lifeline.NodeStatus) lifeline.WorkloadState {
+				p.Active = "eu-central" // as if the primary were there
+				return p
+			},
+			want: router.ReadChoice{Node: "eu-central/a", Addr: addr("3"), Standby: true, Fit: []string{addr("3"), addr("2")}}},
 		{name: "no primary known: nowhere", home: "eu-west", lags: map[string]float64{"eu-west/b": 0},
-			edit: func(lifeline.PrimaryRecord, map[string]lifeline.NodeStatus) lifeline.PrimaryRecord {
-				return lifeline.PrimaryRecord{}
+			edit: func(lifeline.WorkloadState, map[string]lifeline.NodeStatus) lifeline.WorkloadState {
+				return lifeline.WorkloadState{}
 			},
 			want: router.ReadChoice{}},
 		{name: "RPO 0: only a standby with no lag at all", home: "eu-west", wantRPO: -1,
@@ -185,7 +200,7 @@ func TestReader_FollowsLag(t *testing.T) {
 	publish := func(lags map[string]float64) {
 		t.Helper()
 		primary, reports := facts(lags)
-		if err := s.Put(ctx, s.Keys().Primary(w.Name), primary); err != nil {
+		if err := s.Put(ctx, s.Keys().State(w.Name), primary); err != nil {
 			t.Fatal(err)
 		}
 		for node, st := range reports {

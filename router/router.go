@@ -30,7 +30,7 @@ import (
 // Options configure a router process.
 type Options struct {
 	// Home is the region the router sits in: the reader endpoint prefers
-	// its standbys. Default: each workload's active region.
+	// its standbys. Default: each workload's active region at the time.
 	Home string
 }
 
@@ -76,7 +76,10 @@ func HealthSettingsOf(t *lifeline.Topology) HealthSettings {
 func Run(ctx context.Context, t *lifeline.Topology, s *store.Store, opts Options, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := &router{t: t, s: s, log: log, table: NewRouteTable(), regional: map[string]*Regional{}, health: HealthSettingsOf(t)}
+	r := &router{t: t, s: s, log: log, table: NewRouteTable(), regional: map[string]*Regional{}, health: HealthSettingsOf(t), views: map[string]*store.StateView{}}
+	for i := range t.Workloads {
+		r.views[t.Workloads[i].Name] = s.View(t.Workloads[i].Name)
+	}
 	r.monitor = NewMonitor(s, r.health, log)
 
 	var wg sync.WaitGroup
@@ -96,11 +99,7 @@ func Run(ctx context.Context, t *lifeline.Topology, s *store.Store, opts Options
 		w := &t.Workloads[i]
 		wr := NewWriter(t, w, s, log)
 		run("writer of "+w.Name, wr.Run)
-		home := opts.Home
-		if home == "" {
-			home = w.Active
-		}
-		rd := NewReader(t, w, s, EndpointsOf(t, w).Reader, home, log)
+		rd := NewReader(t, w, s, EndpointsOf(t, w).Reader, opts.Home, log)
 		run("reader of "+w.Name, rd.Run)
 		for j := range t.Regions {
 			region := &t.Regions[j]
@@ -157,6 +156,7 @@ type router struct {
 	monitor  *Monitor
 	health   HealthSettings
 	regional map[string]*Regional // by workload/region
+	views    map[string]*store.StateView
 	kick     chan struct{}
 }
 
@@ -176,7 +176,7 @@ func (r *router) follow(ctx context.Context) error {
 		for ctx.Err() == nil {
 			for wr := range r.s.Client().Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix()) {
 				for _, ev := range wr.Events {
-					if key := string(ev.Kv.Key); strings.HasSuffix(key, "/primary") || strings.Contains(key, "/controls/") {
+					if key := string(ev.Kv.Key); strings.HasSuffix(key, "/state") || strings.Contains(key, "/controls/") {
 						r.rebuildSoon()
 						break
 					}
@@ -202,8 +202,9 @@ func (r *router) follow(ctx context.Context) error {
 }
 
 // rebuild computes every workload's route and each regional front door's
-// instances from the primary records, the routing controls and the health
-// verdicts.
+// instances from the workloads' states, the routing controls and the
+// health verdicts. A workload whose state cannot be read keeps the last
+// state seen; one never seen gets no route (never the spec's region).
 func (r *router) rebuild(ctx context.Context) {
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -218,12 +219,14 @@ func (r *router) rebuild(ctx context.Context) {
 	var routes []Route
 	for i := range r.t.Workloads {
 		w := &r.t.Workloads[i]
-		active := w.Active
-		if rec, _, found, err := r.s.Primary(qctx, w.Name, clientv3.WithSerializable()); err == nil && found {
-			if id, err := lifeline.ParseNodeID(rec.Node); err == nil {
-				active = id.Region
-			}
+		st, ok, err := r.views[w.Name].Read(qctx, clientv3.WithSerializable())
+		if err != nil {
+			r.log.Warn("routes: the workload's state cannot be read", "workload", w.Name, "err", err)
 		}
+		if !ok {
+			continue
+		}
+		active := st.Active
 		plan := compute.Plan(r.t, w, active)
 		route := Route{Workload: w.Name, Hostname: w.Routing.Hostname, TTL: w.Routing.TTL, Policy: policyOf(w), Active: active}
 		for j := range r.t.Regions {
@@ -273,10 +276,11 @@ func EntryTarget(workload, region string) string { return workload + "/" + regio
 // InstanceTarget names a service instance among the health targets.
 func InstanceTarget(i compute.Instance) string { return i.Name() }
 
-// Targets is what every vantage point checks while each workload's
-// primary is in active[workload]: the regional front doors, the service
-// instances, and the databases.
-func Targets(t *lifeline.Topology, active map[string]string) []Target {
+// Targets is what every vantage point checks while each workload is in
+// state states[workload]: the regional front doors, the service
+// instances, and the databases. A workload without a state gets only its
+// front doors checked.
+func Targets(t *lifeline.Topology, states map[string]lifeline.WorkloadState) []Target {
 	var out []Target
 	for i := range t.Workloads {
 		w := &t.Workloads[i]
@@ -284,14 +288,14 @@ func Targets(t *lifeline.Topology, active map[string]string) []Target {
 			out = append(out, Target{Name: EntryTarget(w.Name, t.Regions[j].Name), Kind: CheckHTTP,
 				Address: RegionalAddress(t, w, &t.Regions[j]), Path: DefaultHealthPath})
 		}
-		a := active[w.Name]
-		if a == "" {
-			a = w.Active
+		st, ok := states[w.Name]
+		if !ok {
+			continue
 		}
-		for _, inst := range compute.Plan(t, w, a) {
+		for _, inst := range compute.Plan(t, w, st.Active) {
 			out = append(out, Target{Name: InstanceTarget(inst), Kind: CheckHTTP, Address: inst.Addr, Path: inst.Health})
 		}
-		for _, id := range t.DatabaseNodes(w) {
+		for _, id := range t.DatabaseNodesIn(st) {
 			out = append(out, Target{Name: w.Name + "/" + id.String() + "/postgres", Kind: CheckTCP,
 				Address: net.JoinHostPort(t.Address(id), strconv.Itoa(w.Database.Port))})
 		}
@@ -300,21 +304,23 @@ func Targets(t *lifeline.Topology, active map[string]string) []Target {
 }
 
 // RunChecker runs one vantage point (a site: a region's first node, or the
-// witness) until ctx ends, following where each workload's primary is.
+// witness) until ctx ends, following each workload's state.
 func RunChecker(ctx context.Context, t *lifeline.Topology, s *store.Store, vantage string, log *slog.Logger) error {
 	c := NewChecker(s, vantage, HealthSettingsOf(t), log)
+	views := map[string]*store.StateView{}
+	for i := range t.Workloads {
+		views[t.Workloads[i].Name] = s.View(t.Workloads[i].Name)
+	}
 	update := func() {
-		active := map[string]string{}
+		states := map[string]lifeline.WorkloadState{}
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		for i := range t.Workloads {
-			if rec, _, found, err := s.Primary(qctx, t.Workloads[i].Name, clientv3.WithSerializable()); err == nil && found {
-				if id, err := lifeline.ParseNodeID(rec.Node); err == nil {
-					active[t.Workloads[i].Name] = id.Region
-				}
+		for name, v := range views {
+			if st, ok, _ := v.Read(qctx, clientv3.WithSerializable()); ok {
+				states[name] = st
 			}
 		}
-		c.SetTargets(Targets(t, active))
+		c.SetTargets(Targets(t, states))
 	}
 	update()
 	go func() {

@@ -19,8 +19,8 @@ import (
 // record names and that holds the primary lease; when the lease goes (the
 // primary is fenced or dead) or the record names another node, every
 // forwarded connection is closed, so no client keeps writing to a fenced
-// or demoted server. A new connection waits (up to 30s) for a primary
-// during a failover.
+// or demoted server. A new connection waits (up to HoldNew) for a primary
+// during a failover, then is refused with an error saying why.
 type Writer struct {
 	*endpoint
 	t      *lifeline.Topology
@@ -30,14 +30,15 @@ type Writer struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	primary lifeline.PrimaryRecord
+	state   lifeline.WorkloadState
+	seen    bool
 	lease   *lifeline.LeaseRecord
 }
 
 // NewWriter returns the writer endpoint of a workload.
 func NewWriter(t *lifeline.Topology, w *lifeline.Workload, s *store.Store, log *slog.Logger) *Writer {
 	return &Writer{
-		endpoint: newEndpoint(30 * time.Second),
+		endpoint: newEndpoint(HoldNew, w.Name),
 		t:        t, w: w, s: s, log: log.With("writer", w.Name),
 		listen: WriterAddress(t, w),
 	}
@@ -57,13 +58,17 @@ func (wr *Writer) Run(ctx context.Context) error {
 	}
 	wr.log.Info("writer endpoint listening", "addr", wr.listen)
 	keys := wr.s.Keys()
-	go wr.watch(ctx, keys.Primary(wr.w.Name), func(b []byte) {
-		var rec lifeline.PrimaryRecord
-		if b != nil {
-			_ = json.Unmarshal(b, &rec)
+	go wr.watch(ctx, keys.State(wr.w.Name), func(b []byte) {
+		var st lifeline.WorkloadState
+		if b == nil {
+			return
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			wr.log.Error("the workload's state cannot be decoded; keeping the last one", "err", err)
+			return
 		}
 		wr.mu.Lock()
-		wr.primary = rec
+		wr.state, wr.seen = st, true
 		wr.mu.Unlock()
 	})
 	go wr.watch(ctx, keys.Lease(wr.w.Name), func(b []byte) {
@@ -98,15 +103,33 @@ func (wr *Writer) watch(ctx context.Context, key string, set func([]byte)) {
 // retarget forwards to the primary only while it holds its lease.
 func (wr *Writer) retarget() {
 	wr.mu.Lock()
-	target := ""
-	if l := wr.lease; l != nil && l.Node == wr.primary.Node && l.Epoch == wr.primary.Epoch {
+	target, why := "", ""
+	st := wr.state
+	switch l := wr.lease; {
+	case !wr.seen:
+		why = "the workload's state has not been read yet"
+	case l != nil && l.Node == st.Primary && l.Epoch == st.Epoch:
 		if id, err := lifeline.ParseNodeID(l.Node); err == nil {
 			target = net.JoinHostPort(wr.t.Address(id), strconv.Itoa(wr.w.Database.Port))
 		}
+	default:
+		why = fmt.Sprintf("no primary holds the lease (primary %s, epoch %d, phase %s", orNone(st.Primary), st.Epoch, st.Phase)
+		if st.Runbook != "" {
+			why += ", runbook " + st.Runbook
+		}
+		why += ")"
 	}
 	wr.mu.Unlock()
+	wr.explain(why)
 	old := wr.Target()
 	if wr.set(target) {
 		wr.log.Warn("writer target changed", "from", old, "to", target)
 	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

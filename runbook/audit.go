@@ -3,26 +3,14 @@ package runbook
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"sort"
 	"time"
 
+	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/store"
 )
 
-// AuditEntry is one line of the audit log: what happened, when, with what
-// result and how long it took.
-type AuditEntry struct {
-	Time     time.Time `json:"time"`
-	Runbook  string    `json:"runbook,omitempty"`
-	Workload string    `json:"workload,omitempty"`
-	Kind     string    `json:"kind"`
-	Step     string    `json:"step,omitempty"`
-	Result   string    `json:"result"`
-	Seconds  float64   `json:"seconds"`
-	Detail   string    `json:"detail,omitempty"`
-	Actor    string    `json:"actor"`
-}
+// AuditEntry is one line of the audit log.
+type AuditEntry = lifeline.AuditEntry
 
 func encode(v any) (string, error) {
 	b, err := json.Marshal(v)
@@ -52,24 +40,7 @@ func (e *Engine) audit(_ context.Context, rb *Runbook, step, result string, seco
 func (e *Engine) Flush() { e.pending.Wait() }
 
 // Audit appends an entry to the audit log.
-func Audit(ctx context.Context, s *store.Store, entry AuditEntry) error {
-	if entry.Time.IsZero() {
-		entry.Time = time.Now().UTC()
-	}
-	key := fmt.Sprintf("%s%s-%s-%s", s.Keys().AuditPrefix(), entry.Time.Format("20060102T150405.000000000"), entry.Runbook, entry.Step)
-	return s.Put(ctx, key, entry)
-}
+func Audit(ctx context.Context, s *store.Store, entry AuditEntry) error { return s.Audit(ctx, entry) }
 
 // AuditLog reads the audit log in time order.
-func AuditLog(ctx context.Context, s *store.Store) ([]AuditEntry, error) {
-	m, err := store.List[AuditEntry](ctx, s, s.Keys().AuditPrefix())
-	if err != nil {
-		return nil, err
-	}
-	out := make([]AuditEntry, 0, len(m))
-	for _, e := range m {
-		out = append(out, e)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
-	return out, nil
-}
+func AuditLog(ctx context.Context, s *store.Store) ([]AuditEntry, error) { return s.AuditLog(ctx) }

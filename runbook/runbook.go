@@ -21,6 +21,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/store"
 )
 
@@ -47,8 +48,14 @@ type Runbook struct {
 	Updated  time.Time         `json:"updated"`
 	Finished time.Time         `json:"finished,omitzero"`
 	Error    string            `json:"error,omitempty"`
-	// Leader is the controller that last moved the runbook on.
-	Leader string `json:"leader"`
+	// Leader is the controller that last moved the runbook on; StartedBy
+	// who asked for it.
+	Leader    string `json:"leader"`
+	StartedBy string `json:"started_by,omitempty"`
+	// Evidence is what a region failover was decided on.
+	Evidence *lifeline.Evidence `json:"evidence,omitempty"`
+	// Approval is the decision taken at the approval gate.
+	Approval *lifeline.Approval `json:"approval,omitempty"`
 }
 
 // Step is one step's progress.
@@ -89,7 +96,9 @@ type Action interface {
 
 // Kind is a named recipe: the steps of e.g. a zone failover.
 type Kind struct {
-	Name  string
+	Name string
+	// Phase is the workload's phase while the runbook runs.
+	Phase lifeline.Phase
 	Steps []Action
 }
 
@@ -98,13 +107,28 @@ var ErrLocked = errors.New("another runbook holds the workload's lock")
 
 // ErrNotLeader is returned when progress could not be written because the
 // writer is no longer the controller leader.
-var ErrNotLeader = errors.New("no longer the controller leader")
+var ErrNotLeader = store.ErrNotLeader
+
+// Steps lists the step names of a kind, for --plan.
+func (k Kind) StepNames() []string {
+	out := make([]string, len(k.Steps))
+	for i, a := range k.Steps {
+		out[i] = a.Name()
+	}
+	return out
+}
+
+// Catalog resolves a runbook kind for a workload: the steps of a kind
+// depend on the workload's strategy.
+type Catalog interface {
+	Kind(workload, kind string) (Kind, error)
+}
 
 // Engine starts, runs and resumes runbooks.
 type Engine struct {
-	store *store.Store
-	kinds map[string]Kind
-	log   *slog.Logger
+	store   *store.Store
+	catalog Catalog
+	log     *slog.Logger
 	// Leader names this controller; Guard is true in etcd only while it
 	// leads (its election key's revision).
 	Leader string
@@ -114,29 +138,53 @@ type Engine struct {
 	pending sync.WaitGroup // audit writes in flight
 }
 
-// NewEngine returns an engine for the given kinds.
-func NewEngine(s *store.Store, leader string, guard clientv3.Cmp, log *slog.Logger, kinds ...Kind) *Engine {
-	e := &Engine{store: s, kinds: map[string]Kind{}, log: log.With("subsystem", "runbook"), Leader: leader, Guard: guard, Now: time.Now}
-	for _, k := range kinds {
-		e.kinds[k.Name] = k
-	}
-	return e
+// NewEngine returns an engine for the kinds of a catalog.
+func NewEngine(s *store.Store, leader string, guard clientv3.Cmp, log *slog.Logger, catalog Catalog) *Engine {
+	return &Engine{store: s, catalog: catalog, log: log.With("subsystem", "runbook"), Leader: leader, Guard: guard, Now: time.Now}
 }
 
-// Start creates a runbook and takes the workload's lock. It fails with
-// ErrLocked while another runbook runs for the workload.
-func (e *Engine) Start(ctx context.Context, workload, kind string, params map[string]string) (*Runbook, error) {
-	k, ok := e.kinds[kind]
-	if !ok {
-		return nil, fmt.Errorf("runbook kind %q is not registered", kind)
+// Request is what a runbook is started with.
+type Request struct {
+	Workload string
+	Kind     string
+	Params   map[string]string
+	Evidence *lifeline.Evidence
+	// Actor is who asked (an operator's name, or the controller).
+	Actor  string
+	Reason string
+}
+
+// Start creates a runbook and takes the workload's lock, while this
+// controller leads. It fails with ErrLocked while another runbook runs
+// for the workload.
+func (e *Engine) Start(ctx context.Context, req Request) (*Runbook, error) {
+	if req.Actor == "" {
+		req.Actor = e.Leader
 	}
-	now := e.Now().UTC()
+	rb, err := Begin(ctx, e.store, e.catalog, req, e.Now(), e.Leader, e.Guard)
+	if err != nil {
+		return nil, err
+	}
+	e.log.Info("runbook started", "id", rb.ID, "params", rb.Params)
+	return rb, nil
+}
+
+// Begin creates a runbook and takes the workload's lock (its state's
+// runbook) in one compare-and-swap, with the audit entry that says who
+// asked; guard, when given, must hold (a controller's leadership). An
+// operator's command begins a runbook without a guard: the controller
+// leader runs every runbook it finds in a workload's state.
+func Begin(ctx context.Context, s *store.Store, catalog Catalog, req Request, now time.Time, leader string, guard ...clientv3.Cmp) (*Runbook, error) {
+	k, err := catalog.Kind(req.Workload, req.Kind)
+	if err != nil {
+		return nil, err
+	}
+	now = now.UTC()
 	rb := &Runbook{
-		ID:       fmt.Sprintf("%s-%s-%s", now.Format("20060102T150405.000"), workload, kind),
-		Workload: workload, Kind: kind, State: Running, Params: params,
-		Created: now, Updated: now, Leader: e.Leader,
+		ID:       strings.ReplaceAll(fmt.Sprintf("%s-%s-%s", now.Format("20060102T150405.000"), req.Workload, req.Kind), ".", ""),
+		Workload: req.Workload, Kind: req.Kind, State: Running, Params: req.Params, Evidence: req.Evidence,
+		Created: now, Updated: now, Leader: leader, StartedBy: req.Actor,
 	}
-	rb.ID = strings.ReplaceAll(rb.ID, ".", "")
 	if rb.Params == nil {
 		rb.Params = map[string]string{}
 	}
@@ -147,27 +195,24 @@ func (e *Engine) Start(ctx context.Context, workload, kind string, params map[st
 	if err != nil {
 		return nil, err
 	}
-	keys := e.store.Keys()
-	resp, err := e.store.Client().Txn(ctx).
-		If(e.Guard, clientv3.Compare(clientv3.CreateRevision(keys.Lock(workload)), "=", 0)).
-		Then(clientv3.OpPut(keys.Lock(workload), rb.ID), clientv3.OpPut(keys.Runbook(rb.ID), b)).
-		Else(clientv3.OpGet(keys.Lock(workload))).
-		Commit()
+	phase := k.Phase
+	if phase == "" {
+		phase = lifeline.PhaseFailingOver
+	}
+	_, err = s.UpdateState(ctx, req.Workload, func(st *lifeline.WorkloadState, c *store.Change) error {
+		if st.Runbook != "" {
+			return fmt.Errorf("%w: %s (%s) is running; see lifeline runbooks", ErrLocked, st.Runbook, st.Phase)
+		}
+		st.Runbook, st.RunbookKind, st.Phase, st.Approval = rb.ID, req.Kind, phase, nil
+		c.Guard = guard
+		c.Runbook = &store.RunbookWrite{ID: rb.ID, JSON: b}
+		c.Audit = []lifeline.AuditEntry{{Time: now, Runbook: rb.ID, Workload: req.Workload, Kind: req.Kind,
+			Result: "started", Detail: req.Reason, Actor: req.Actor}}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("start runbook %s for %s: %w", kind, workload, err)
+		return nil, fmt.Errorf("start runbook %s for %s: %w", req.Kind, req.Workload, err)
 	}
-	if !resp.Succeeded {
-		held := ""
-		if r := resp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
-			held = string(r.Kvs[0].Value)
-		}
-		if held == "" {
-			return nil, fmt.Errorf("start runbook %s for %s: %w", kind, workload, ErrNotLeader)
-		}
-		return nil, fmt.Errorf("start runbook %s for %s: %w (%s)", kind, workload, ErrLocked, held)
-	}
-	e.audit(ctx, rb, "", "started", 0, "")
-	e.log.Info("runbook started", "id", rb.ID, "params", rb.Params)
 	return rb, nil
 }
 
@@ -176,9 +221,18 @@ func (e *Engine) Start(ctx context.Context, workload, kind string, params map[st
 // runbook and releases the lock. It returns ErrNotLeader, leaving the
 // runbook as it is for the next leader, when leadership is lost.
 func (e *Engine) Run(ctx context.Context, rb *Runbook) error {
-	k, ok := e.kinds[rb.Kind]
-	if !ok {
-		return fmt.Errorf("runbook %s: kind %q is not registered", rb.ID, rb.Kind)
+	if rb.State != Running {
+		// Ended, but the workload's state still names it (written by a
+		// version that ended runbooks in two writes): release it.
+		var err error
+		if rb.Error != "" {
+			err = errors.New(rb.Error)
+		}
+		return e.finish(ctx, rb, nil, err)
+	}
+	k, err := e.catalog.Kind(rb.Workload, rb.Kind)
+	if err != nil {
+		return e.finish(ctx, rb, nil, fmt.Errorf("runbook %s: %w", rb.ID, err))
 	}
 	if len(k.Steps) != len(rb.Steps) {
 		return e.finish(ctx, rb, nil, fmt.Errorf("runbook %s has %d steps, kind %s has %d", rb.ID, len(rb.Steps), rb.Kind, len(k.Steps)))
@@ -401,18 +455,17 @@ func (e *Engine) finish(ctx context.Context, rb *Runbook, p *progress, err error
 	if encErr != nil {
 		return encErr
 	}
-	keys := e.store.Keys()
-	resp, terr := e.store.Client().Txn(ctx).
-		If(e.Guard).
-		Then(clientv3.OpPut(keys.Runbook(rb.ID), b),
-			clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(keys.Lock(rb.Workload)), "=", rb.ID)},
-				[]clientv3.Op{clientv3.OpDelete(keys.Lock(rb.Workload))}, nil)).
-		Commit()
+	_, terr := e.store.UpdateState(ctx, rb.Workload, func(st *lifeline.WorkloadState, c *store.Change) error {
+		c.Guard = []clientv3.Cmp{e.Guard}
+		c.Runbook = &store.RunbookWrite{ID: rb.ID, JSON: b}
+		if st.Runbook == rb.ID {
+			st.Runbook, st.RunbookKind, st.Phase, st.Approval = "", "", lifeline.PhaseSteady, nil
+			st.Demote, st.Demoted, st.Restore = "", nil, nil
+		}
+		return nil
+	})
 	if terr != nil {
 		return fmt.Errorf("finish runbook %s: %w", rb.ID, terr)
-	}
-	if !resp.Succeeded {
-		return fmt.Errorf("finish runbook %s: %w", rb.ID, ErrNotLeader)
 	}
 	e.audit(ctx, rb, "", string(rb.State), rb.Seconds(), rb.Error)
 	e.log.Info("runbook finished", "id", rb.ID, "state", rb.State, "seconds", rb.Seconds(), "err", rb.Error)
@@ -427,14 +480,11 @@ func (e *Engine) touch(rb *Runbook) *Runbook {
 
 // saveBytes writes progress, only while this controller leads.
 func (e *Engine) saveBytes(ctx context.Context, id, b string) error {
-	resp, err := e.store.Client().Txn(ctx).If(e.Guard).Then(clientv3.OpPut(e.store.Keys().Runbook(id), b)).Commit()
-	if err != nil {
-		return fmt.Errorf("save runbook %s: %w", id, err)
-	}
-	if !resp.Succeeded {
+	err := e.store.SaveRunbook(ctx, store.RunbookWrite{ID: id, JSON: b}, e.Guard)
+	if errors.Is(err, store.ErrNotLeader) {
 		return fmt.Errorf("save runbook %s: %w", id, ErrNotLeader)
 	}
-	return nil
+	return err
 }
 
 // Unfinished returns the runbooks a new leader must resume.

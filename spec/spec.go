@@ -194,6 +194,7 @@ var sections = map[string]any{
 	"databaseSpec": databaseSpec{}, "backupsSpec": backupsSpec{}, "serviceSpec": serviceSpec{},
 	"replicasSpec": replicasSpec{}, "routingSpec": routingSpec{}, "routerSpec": routerSpec{},
 	"healthSpec": healthSpec{}, "latencySpec": latencySpec{}, "geoSpec": geoSpec{},
+	"alertsSpec": alertsSpec{}, "webhookSpec": webhookSpec{},
 }
 
 func sectionName(typeName string) string {
@@ -296,6 +297,7 @@ type fileSpec struct {
 	Witness   *witnessSpec   `yaml:"witness"`
 	Links     linksSpec      `yaml:"links"`
 	Router    routerSpec     `yaml:"router"`
+	Alerts    alertsSpec     `yaml:"alerts"`
 	Workloads []workloadSpec `yaml:"workloads"`
 }
 
@@ -318,8 +320,18 @@ type controlSpec struct {
 	Etcd          etcdSpec `yaml:"etcd"`
 	ClientPort    int      `yaml:"client-port"`
 	PeerPort      int      `yaml:"peer-port"`
-	LeaseTTL      duration `yaml:"lease-ttl"`
-	CheckInterval duration `yaml:"check-interval"`
+	LeaseTTL        duration `yaml:"lease-ttl"`
+	CheckInterval   duration `yaml:"check-interval"`
+	RegionDownAfter duration `yaml:"region-down-after"`
+}
+
+type alertsSpec struct {
+	Webhooks []webhookSpec `yaml:"webhooks"`
+}
+
+type webhookSpec struct {
+	URL    string `yaml:"url"`
+	Secret string `yaml:"secret"`
 }
 
 type regionSpec struct {
@@ -423,13 +435,17 @@ func (p *parser) build(f *fileSpec) *lifeline.Topology {
 			Endpoints:     f.Control.Etcd.Endpoints,
 			ClientPort:    f.Control.ClientPort,
 			PeerPort:      f.Control.PeerPort,
-			LeaseTTL:      f.Control.LeaseTTL.Duration,
-			CheckInterval: f.Control.CheckInterval.Duration,
+			LeaseTTL:        f.Control.LeaseTTL.Duration,
+			CheckInterval:   f.Control.CheckInterval.Duration,
+			RegionDownAfter: f.Control.RegionDownAfter.Duration,
 		},
 		Links: lifeline.Links{CrossRegion: lifeline.Link{Latency: f.Links.CrossRegion.Latency.Duration}},
 		Router: lifeline.Router{Address: f.Router.Address, DNSPort: f.Router.DNSPort, HTTPPort: f.Router.HTTPPort,
 			Health: lifeline.HealthChecks{Interval: f.Router.Health.Interval.Duration, Timeout: f.Router.Health.Timeout.Duration,
 				Fails: f.Router.Health.Fails, Passes: f.Router.Health.Passes, Quorum: f.Router.Health.Quorum}},
+	}
+	for _, h := range f.Alerts.Webhooks {
+		t.Alerts.Webhooks = append(t.Alerts.Webhooks, lifeline.Webhook{URL: h.URL, Secret: lifeline.Secret(h.Secret)})
 	}
 	for _, r := range f.Regions {
 		region := lifeline.Region{Name: r.Name, Entry: r.Entry}
@@ -673,7 +689,13 @@ func (p *parser) checkDatabase(path string, w *lifeline.Workload, active *lifeli
 			p.at(path+".sync", "database sync %q: region %q has %d other zone(s) to hold a synchronous standby", d.Sync, active.Name, len(active.Zones)-1)
 		}
 	}
-	if w.Objectives.RPO == 0 && d.Sync == "" && p.lines[path[:strings.LastIndex(path, ".")]+".objectives.rpo"] != 0 {
+	wp := path[:strings.LastIndex(path, ".")]
+	if w.Objectives.RPO == 0 && p.lines[wp+".objectives.rpo"] != 0 {
+		// A region's loss costs what asynchronous replication across
+		// regions had not yet shipped: RPO 0 cannot hold for it.
+		p.at(wp+".objectives.rpo", "objectives.rpo 0 cannot hold when region %s is lost: replication to the other regions is asynchronous (a synchronous standby in another region would put the WAN round trip on every commit); set rpo to the cross-region lag you accept, e.g. 1s (a zone's loss still loses nothing: database.sync keeps a synchronous standby in the active region)", w.Active)
+	}
+	if w.Objectives.RPO == 0 && d.Sync == "" && p.lines[wp+".objectives.rpo"] != 0 {
 		p.at(path+".sync", "objectives.rpo 0 needs a synchronous standby in the active region: set database.sync (e.g. \"ANY 1\") and give region %q a second zone", w.Active)
 	}
 	for _, s := range []struct {

@@ -33,11 +33,20 @@ type Report struct {
 
 // Workload is one workload's state.
 type Workload struct {
-	Name       string  `json:"name"`
-	Strategy   string  `json:"strategy"`
-	Active     string  `json:"active"`
-	Primary    string  `json:"primary"`
-	Epoch      int64   `json:"epoch"`
+	Name     string `json:"name"`
+	Strategy string `json:"strategy"`
+	// Active, Primary, Epoch, Phase and the runbook in progress come from
+	// the workload's stored state (empty before it is bootstrapped).
+	Active      string             `json:"active"`
+	Primary     string             `json:"primary"`
+	Epoch       int64              `json:"epoch"`
+	Phase       lifeline.Phase     `json:"phase"`
+	Runbook     string             `json:"runbook,omitempty"`
+	RunbookKind string             `json:"runbook_kind,omitempty"`
+	Approval    *lifeline.Approval `json:"approval,omitempty"`
+	Fenced      []string           `json:"fenced,omitempty"`
+	Databases   []string           `json:"databases,omitempty"`
+	Failover    string             `json:"failover"`
 	RPOSeconds float64 `json:"rpo_seconds"`
 	RTOSeconds float64 `json:"rto_seconds"`
 	// Entry points: DNS, the global HTTP entry point, the writer endpoint
@@ -68,7 +77,8 @@ type Copy struct {
 
 // Facts is what the control store holds about a workload.
 type Facts struct {
-	Primary   lifeline.PrimaryRecord
+	State     lifeline.WorkloadState
+	HasState  bool
 	Lease     *lifeline.LeaseRecord
 	Reports   map[string]lifeline.NodeStatus // by node
 	Failovers []lifeline.FailoverRecord
@@ -131,7 +141,7 @@ func ControllerLeader(ctx context.Context, s *store.Store) (string, error) {
 func Read(ctx context.Context, s *store.Store, workload string) (Facts, error) {
 	var f Facts
 	var err error
-	if f.Primary, _, _, err = s.Primary(ctx, workload); err != nil {
+	if f.State, _, f.HasState, err = s.State(ctx, workload); err != nil {
 		return f, err
 	}
 	var l lifeline.LeaseRecord
@@ -167,9 +177,11 @@ func Read(ctx context.Context, s *store.Store, workload string) (Facts, error) {
 
 // Build is the pure part of Collect: the workload's state from its facts.
 func Build(t *lifeline.Topology, w *lifeline.Workload, f Facts) Workload {
-	rec, reports := f.Primary, f.Reports
+	st, reports := f.State, f.Reports
 	out := Workload{
-		Name: w.Name, Strategy: string(w.Strategy), Active: w.Active, Primary: rec.Node, Epoch: rec.Epoch,
+		Name: w.Name, Strategy: string(w.Strategy), Active: st.Active, Primary: st.Primary, Epoch: st.Epoch,
+		Phase: st.Phase, Runbook: st.Runbook, RunbookKind: st.RunbookKind, Approval: st.Approval,
+		Fenced: st.Fenced, Databases: st.Databases, Failover: string(w.Failover),
 		RPOSeconds: w.Objectives.RPO.Seconds(), RTOSeconds: w.Objectives.RTO.Seconds(),
 	}
 	ep := router.EndpointsOf(t, w)
@@ -205,19 +217,16 @@ func Build(t *lifeline.Topology, w *lifeline.Workload, f Facts) Workload {
 			}
 		}
 	}
-	primary, _ := lifeline.ParseNodeID(rec.Node)
-	if r, err := t.Region(primary.Region); err == nil && rec.Node != "" {
-		out.Active = r.Name
-	}
-	pst := reports[rec.Node]
+	primary, _ := st.PrimaryNode()
+	pst := reports[st.Primary]
 	primaryLSN, _ := lifeline.ParseLSN(pst.LSN)
 	replicas := map[string]lifeline.ReplicaStatus{}
 	for _, r := range pst.Replicas {
 		replicas[r.Name] = r
 	}
-	for _, id := range t.DatabaseNodes(w) {
+	for _, id := range t.DatabaseNodesIn(st) {
 		n := Node{Region: id.Region, Zone: id.Zone, Address: t.Address(id), Port: w.Database.Port}
-		n.Role = string(t.RoleOf(w, primary, id))
+		n.Role = string(t.RoleIn(w, st, id))
 		st, ok := reports[id.String()]
 		if !ok {
 			n.Error = "no report from the agent (node down?)"
@@ -257,9 +266,19 @@ func (r *Report) WriteTable(out io.Writer) error {
 		if i > 0 {
 			fmt.Fprintln(out)
 		}
-		fmt.Fprintf(out, "workload %s: %s, active %s, primary %s (epoch %d), rpo %s, rto %s\n",
-			w.Name, w.Strategy, w.Active, orDash(w.Primary), w.Epoch,
-			time.Duration(w.RPOSeconds*float64(time.Second)), time.Duration(w.RTOSeconds*float64(time.Second)))
+		fmt.Fprintf(out, "workload %s: %s, active %s, primary %s (epoch %d), rpo %s, rto %s, phase %s\n",
+			w.Name, w.Strategy, orDash(w.Active), orDash(w.Primary), w.Epoch,
+			time.Duration(w.RPOSeconds*float64(time.Second)), time.Duration(w.RTOSeconds*float64(time.Second)), orDash(string(w.Phase)))
+		if w.Runbook != "" {
+			fmt.Fprintf(out, "runbook in progress: %s (%s)", w.Runbook, w.RunbookKind)
+			if w.Phase == lifeline.PhaseWaitingApproval {
+				fmt.Fprintf(out, ": WAITING FOR APPROVAL (lifeline approve %s)", w.Runbook)
+			}
+			fmt.Fprintln(out)
+		}
+		if len(w.Fenced) > 0 {
+			fmt.Fprintf(out, "fenced regions: %s\n", strings.Join(w.Fenced, ", "))
+		}
 		fmt.Fprintf(out, "writer %s, reader %s, http %s, dns %s; primary lease held by %s\n", w.Writer, w.Reader, w.HTTP, w.DNS, orDash(w.LeaseHolder))
 		if f := w.LastFailover; f != nil {
 			fmt.Fprintf(out, "last failover: %s -> %s at %s, %.1fs from lease loss to verified (%s)\n",

@@ -6,13 +6,14 @@ import "path"
 // /lifeline/<cluster>/ so that several clusters can share one external etcd.
 //
 //	topology                               the spec the cluster was built from (JSON)
-//	workloads/<w>/primary                  PrimaryRecord: who is primary, epoch
+//	workloads/<w>/state                    WorkloadState: active region, primary, epoch, phase, runbook, approval
 //	workloads/<w>/status/<region>/<zone>   NodeStatus, under the agent's session lease
 //	workloads/<w>/lease                    the primary's lease (fencing), under its lease
-//	workloads/<w>/lock                     the runbook lock (one runbook at a time)
 //	workloads/<w>/failovers/<id>           record of each failover
 //	workloads/<w>/backup/<name>            last backup, verification, copy per region
 //	workloads/<w>/controls/<region>        routing control (on/off) of a region; absent = on
+//	workloads/<w>/alarms/<id>              alarms raised (region down, ...)
+//	workloads/<w>/rejoins/<node>           how a node last rejoined (rewind, reseed; bytes copied)
 //	health/<target>/<vantage>              a vantage point's health-check result, under its lease
 //	runbooks/<id>                          runbook progress
 //	audit/<time>-<id>                      audit log entries
@@ -29,15 +30,17 @@ func (k Keys) Topology() string { return k.root + "topology" }
 
 func (k Keys) workload(w string) string { return k.root + "workloads/" + w + "/" }
 
-func (k Keys) Primary(w string) string { return k.workload(w) + "primary" }
+// State is the workload's one stored state (lifeline.WorkloadState).
+func (k Keys) State(w string) string { return k.workload(w) + "state" }
+
+// legacyPrimary is where versions before the state record kept the primary.
+func (k Keys) legacyPrimary(w string) string { return k.workload(w) + "primary" }
 
 func (k Keys) StatusPrefix(w string) string { return k.workload(w) + "status/" }
 
 func (k Keys) Status(w, node string) string { return k.StatusPrefix(w) + node }
 
 func (k Keys) Lease(w string) string { return k.workload(w) + "lease" }
-
-func (k Keys) Lock(w string) string { return k.workload(w) + "lock" }
 
 func (k Keys) FailoverPrefix(w string) string { return k.workload(w) + "failovers/" }
 
@@ -64,6 +67,15 @@ func (k Keys) ControlPrefix(w string) string { return k.workload(w) + "controls/
 
 // Control is the routing control of one region of a workload.
 func (k Keys) Control(w, region string) string { return k.ControlPrefix(w) + region }
+
+// AlarmPrefix is where a workload's alarms live.
+func (k Keys) AlarmPrefix(w string) string { return k.workload(w) + "alarms/" }
+
+// Rejoin is how a node of a workload last rejoined as a standby.
+func (k Keys) Rejoin(w, node string) string { return k.workload(w) + "rejoins/" + node }
+
+// RejoinPrefix holds every node's last rejoin.
+func (k Keys) RejoinPrefix(w string) string { return k.workload(w) + "rejoins/" }
 
 // HealthPrefix is where vantage points publish their health-check results.
 func (k Keys) HealthPrefix() string { return k.root + "health/" }

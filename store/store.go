@@ -209,51 +209,43 @@ func (s *Store) Topology(ctx context.Context) (*lifeline.Topology, bool, error) 
 	return &t, found, err
 }
 
-// Primary returns the workload's primary record and its revision.
-func (s *Store) Primary(ctx context.Context, workload string, opts ...clientv3.OpOption) (lifeline.PrimaryRecord, int64, bool, error) {
-	var r lifeline.PrimaryRecord
-	rev, found, err := s.Get(ctx, s.keys.Primary(workload), &r, opts...)
-	return r, rev, found, err
-}
-
 // Statuses returns the latest report of every live agent for the workload.
 func (s *Store) Statuses(ctx context.Context, workload string, opts ...clientv3.OpOption) (map[string]lifeline.NodeStatus, error) {
 	return List[lifeline.NodeStatus](ctx, s, s.keys.StatusPrefix(workload), opts...)
 }
 
-// PrimaryState is a workload's primary record and primary lease key as of
-// one revision.
-type PrimaryState struct {
-	Record    lifeline.PrimaryRecord
-	RecordRev int64 // the record's mod revision; 0 when there is none
-	Lease     lifeline.LeaseRecord
-	LeaseID   clientv3.LeaseID // the etcd lease the key lives under; 0 when there is none
-	Rev       int64            // the revision this state is as of
+// Watched is a workload's state and primary lease key as of one revision.
+type Watched struct {
+	State    lifeline.WorkloadState
+	StateRev int64 // the state's mod revision; 0 when there is none
+	Lease    lifeline.LeaseRecord
+	LeaseID  clientv3.LeaseID // the etcd lease the key lives under; 0 when there is none
+	Rev      int64            // the revision this is as of
 }
 
-// WatchPrimary sends the workload's primary record and lease key to fn, as
+// WatchState sends the workload's state and primary lease key to fn, as
 // they are now and after every revision that changes either, until ctx
 // ends. One watch over both keys: a transaction that names a primary and
-// hands it the lease arrives as one state.
-func (s *Store) WatchPrimary(ctx context.Context, workload string, fn func(PrimaryState)) error {
-	recKey, leaseKey := s.keys.Primary(workload), s.keys.Lease(workload)
-	// The range holds the two keys and the lock between them
-	// ("lease" < "lock" < "primary").
+// hands it the lease arrives as one change.
+func (s *Store) WatchState(ctx context.Context, workload string, fn func(Watched)) error {
+	recKey, leaseKey := s.keys.State(workload), s.keys.Lease(workload)
+	// The range holds the two keys and a few between them
+	// ("lease" < "lock" < "primary" < "state").
 	from, end := leaseKey, recKey+"\x00"
 	resp, err := s.cli.Get(ctx, from, clientv3.WithRange(end))
 	if err != nil {
-		return fmt.Errorf("watch primary of %s: %w", workload, err)
+		return fmt.Errorf("watch the state of %s: %w", workload, err)
 	}
-	var st PrimaryState
+	var st Watched
 	apply := func(kv *mvccpb.KeyValue, deleted bool) error {
 		switch string(kv.Key) {
 		case recKey:
-			st.Record, st.RecordRev = lifeline.PrimaryRecord{}, 0
+			st.State, st.StateRev = lifeline.WorkloadState{}, 0
 			if !deleted {
-				if err := json.Unmarshal(kv.Value, &st.Record); err != nil {
+				if err := json.Unmarshal(kv.Value, &st.State); err != nil {
 					return fmt.Errorf("decode %s: %w", recKey, err)
 				}
-				st.RecordRev = kv.ModRevision
+				st.StateRev = kv.ModRevision
 			}
 		case leaseKey:
 			st.Lease, st.LeaseID = lifeline.LeaseRecord{}, 0
@@ -276,7 +268,7 @@ func (s *Store) WatchPrimary(ctx context.Context, workload string, fn func(Prima
 	wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), from, clientv3.WithRange(end), clientv3.WithRev(resp.Header.Revision+1))
 	for wr := range wch {
 		if err := wr.Err(); err != nil {
-			return fmt.Errorf("watch primary of %s: %w", workload, err)
+			return fmt.Errorf("watch the state of %s: %w", workload, err)
 		}
 		changed := false
 		for _, ev := range wr.Events {
@@ -321,4 +313,49 @@ func (s *Store) WatchKey(ctx context.Context, key string, fn func(value []byte))
 		}
 	}
 	return ctx.Err()
+}
+
+// Status reads one node's latest report of a workload; ok is false when
+// it has none (its agent is down).
+func (s *Store) Status(ctx context.Context, workload, node string, opts ...clientv3.OpOption) (lifeline.NodeStatus, bool, error) {
+	var st lifeline.NodeStatus
+	_, found, err := s.Get(ctx, s.keys.Status(workload, node), &st, opts...)
+	return st, found, err
+}
+
+// GetString reads a plain string value (not JSON); found is false when the
+// key does not exist.
+func (s *Store) GetString(ctx context.Context, key string, opts ...clientv3.OpOption) (string, bool, error) {
+	resp, err := s.cli.Get(ctx, key, opts...)
+	if err != nil {
+		return "", false, fmt.Errorf("get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", false, nil
+	}
+	return string(resp.Kvs[0].Value), true, nil
+}
+
+// Candidates lists an election's candidates, the leader first (etcd's
+// concurrency.Election orders them by creation).
+func (s *Store) Candidates(ctx context.Context, election string, opts ...clientv3.OpOption) ([]string, error) {
+	opts = append(append([]clientv3.OpOption(nil), opts...), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	resp, err := s.cli.Get(ctx, s.keys.Election(election)+"/", opts...)
+	if err != nil {
+		return nil, fmt.Errorf("read the %s election: %w", election, err)
+	}
+	out := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out = append(out, string(kv.Value))
+	}
+	return out, nil
+}
+
+// DeleteStatus removes a node's report of a workload (a node that holds no
+// database of it any more).
+func (s *Store) DeleteStatus(ctx context.Context, workload, node string) error {
+	if _, err := s.cli.Delete(ctx, s.keys.Status(workload, node)); err != nil {
+		return fmt.Errorf("delete the report of %s: %w", node, err)
+	}
+	return nil
 }

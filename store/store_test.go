@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -65,7 +64,7 @@ func startCluster(t *testing.T) ([]*store.Member, []string) {
 	return members, endpoints
 }
 
-func TestStore_PrimaryRecordSurvivesMemberLoss(t *testing.T) {
+func TestStore_StateSurvivesMemberLoss(t *testing.T) {
 	members, endpoints := startCluster(t)
 	s, err := store.Connect(endpoints, "shop")
 	if err != nil {
@@ -75,32 +74,124 @@ func TestStore_PrimaryRecordSurvivesMemberLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	rec := lifeline.PrimaryRecord{Node: "west/a", Epoch: 1}
-	created, err := s.Create(ctx, s.Keys().Primary("orders"), rec)
-	if err != nil || !created {
-		t.Fatalf("create: %v %v", created, err)
+	init := lifeline.WorkloadState{Active: "west", Primary: "west/a", Epoch: 1, Phase: lifeline.PhaseSteady, Databases: []string{"central", "west"}}
+	got, rev, err := s.InitState(ctx, "orders", init)
+	if err != nil || got.Primary != "west/a" {
+		t.Fatalf("init: %+v %v", got, err)
 	}
-	created, err = s.Create(ctx, s.Keys().Primary("orders"), lifeline.PrimaryRecord{Node: "west/b", Epoch: 1})
-	if err != nil || created {
-		t.Fatalf("second create must lose: %v %v", created, err)
-	}
-	got, rev, found, err := s.Primary(ctx, "orders")
-	if err != nil || !found || got.Node != "west/a" {
-		t.Fatalf("primary = %+v %v %v", got, found, err)
+	other := init
+	other.Primary = "west/b"
+	if got, _, err = s.InitState(ctx, "orders", other); err != nil || got.Primary != "west/a" {
+		t.Fatalf("a second init must keep the first: %+v %v", got, err)
 	}
 
 	// Losing one of three sites leaves a quorum.
 	members[0].Close()
-	next := lifeline.PrimaryRecord{Node: "west/b", Epoch: 2}
-	if err := s.Swap(ctx, s.Keys().Primary("orders"), rev, next); err != nil {
+	next := init
+	next.Primary, next.Epoch = "west/b", 2
+	if err := s.ChangeState(ctx, "orders", store.Change{Rev: rev, Next: next}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Swap(ctx, s.Keys().Primary("orders"), rev, lifeline.PrimaryRecord{Node: "central/a", Epoch: 2}); !errors.Is(err, store.ErrConflict) {
+	stale := init
+	stale.Primary, stale.Active, stale.Epoch = "central/a", "central", 2
+	if err := s.ChangeState(ctx, "orders", store.Change{Rev: rev, Next: stale}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("stale swap: err = %v, want ErrConflict", err)
 	}
-	got, _, _, err = s.Primary(ctx, "orders")
-	if err != nil || got != next {
-		t.Fatalf("primary = %+v, want %+v (%v)", got, next, err)
+	if got, _, _, err = s.State(ctx, "orders"); err != nil || got.Primary != next.Primary || got.Epoch != 2 {
+		t.Fatalf("state = %+v, want %+v (%v)", got, next, err)
+	}
+}
+
+// ChangeState's conditions: the lease key gone, the writer's guard, and
+// what is written with the change (the lease handed over, audit entries).
+func TestStore_ChangeState(t *testing.T) {
+	_, endpoints := startCluster(t)
+	s, err := store.Connect(endpoints, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	init := lifeline.WorkloadState{Active: "west", Primary: "west/a", Epoch: 1, Databases: []string{"west"}}
+	if _, _, err := s.InitState(ctx, "orders", init); err != nil {
+		t.Fatal(err)
+	}
+	grant, err := s.Client().Grant(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, rev, _, err := s.State(ctx, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	took, _, _, err := s.TakeLease(ctx, "orders", lifeline.LeaseRecord{Node: "west/a", Epoch: 1}, rev, grant.ID)
+	if err != nil || !took {
+		t.Fatalf("take lease: %v %v", took, err)
+	}
+	took, held, heldID, err := s.TakeLease(ctx, "orders", lifeline.LeaseRecord{Node: "west/b", Epoch: 1}, rev, grant.ID)
+	if err != nil || took || held.Node != "west/a" || heldID != grant.ID {
+		t.Fatalf("second take: %v %+v %v %v", took, held, heldID, err)
+	}
+	next := st
+	next.Primary, next.Epoch = "west/b", 2
+	if err := s.ChangeState(ctx, "orders", store.Change{Rev: rev, Next: next, LeaseGone: true}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("naming a primary while the lease is held: err = %v, want ErrConflict", err)
+	}
+	// A guard that does not hold: not the leader.
+	notLeader := clientv3.Compare(clientv3.CreateRevision("/nobody"), ">", 0)
+	if err := s.ChangeState(ctx, "orders", store.Change{Rev: rev, Next: next, Guard: []clientv3.Cmp{notLeader}}); !errors.Is(err, store.ErrNotLeader) {
+		t.Fatalf("guarded change: err = %v, want ErrNotLeader", err)
+	}
+	if _, err := s.Client().Revoke(ctx, grant.ID); err != nil {
+		t.Fatal(err)
+	}
+	spare, err := s.Client().Grant(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit := lifeline.AuditEntry{Workload: "orders", Kind: "test", Result: "named", Actor: "t"}
+	if err := s.ChangeState(ctx, "orders", store.Change{Rev: rev, Next: next, LeaseGone: true, Handoff: spare.ID, Audit: []lifeline.AuditEntry{audit}}); err != nil {
+		t.Fatal(err)
+	}
+	l, id, found, err := s.LeaseKey(ctx, "orders")
+	if err != nil || !found || id != spare.ID || l != (lifeline.LeaseRecord{Node: "west/b", Epoch: 2}) {
+		t.Fatalf("handed-over lease = %+v %x %v %v", l, id, found, err)
+	}
+	log, err := s.AuditLog(ctx)
+	if err != nil || len(log) == 0 || log[len(log)-1].Result != "named" {
+		t.Fatalf("audit log = %+v %v", log, err)
+	}
+	// UpdateState: a refusal changes nothing; ErrUnchanged writes nothing.
+	refused := errors.New("refused")
+	if _, err := s.UpdateState(ctx, "orders", func(*lifeline.WorkloadState, *store.Change) error { return refused }); !errors.Is(err, refused) {
+		t.Fatalf("refusal: %v", err)
+	}
+	_, before, _, _ := s.State(ctx, "orders")
+	if _, err := s.UpdateState(ctx, "orders", func(*lifeline.WorkloadState, *store.Change) error { return store.ErrUnchanged }); err != nil {
+		t.Fatal(err)
+	}
+	if _, after, _, _ := s.State(ctx, "orders"); after != before {
+		t.Fatalf("an unchanged update wrote (revision %d -> %d)", before, after)
+	}
+}
+
+// A data directory from before the state record carries its primary over.
+func TestStore_InitStateMigratesPrimaryRecord(t *testing.T) {
+	_, endpoints := startCluster(t)
+	s, err := store.Connect(endpoints, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Put(ctx, s.Keys().Root()+"workloads/orders/primary", map[string]any{"node": "central/b", "epoch": 7}); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := s.InitState(ctx, "orders", lifeline.WorkloadState{Active: "west", Primary: "west/a", Epoch: 1})
+	if err != nil || got.Primary != "central/b" || got.Active != "central" || got.Epoch != 7 {
+		t.Fatalf("migrated state = %+v %v", got, err)
 	}
 }
 
@@ -119,7 +210,7 @@ func TestStore_SkipsSilentMembers(t *testing.T) {
 	defer s.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := s.Create(ctx, s.Keys().Primary("orders"), lifeline.PrimaryRecord{Node: "west/a", Epoch: 1}); err != nil {
+	if _, _, err := s.InitState(ctx, "orders", lifeline.WorkloadState{Active: "west", Primary: "west/a", Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
 	inUse := func(want int) {
@@ -138,7 +229,7 @@ func TestStore_SkipsSilentMembers(t *testing.T) {
 		// that reached the silent member would hang far past its timeout.
 		for i := 0; i < 30; i++ {
 			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-			_, _, found, err := s.Primary(rctx, "orders")
+			_, _, found, err := s.State(rctx, "orders")
 			rcancel()
 			if err != nil || !found {
 				t.Fatalf("read %d: found=%v err=%v", i, found, err)
@@ -242,7 +333,7 @@ func (g *gate) cut(shut bool) {
 
 // The controller names a primary and hands it the lease in one transaction;
 // the watch must deliver both as one state, and the lease key's going.
-func TestStore_WatchPrimary(t *testing.T) {
+func TestStore_WatchState(t *testing.T) {
 	_, endpoints := startCluster(t)
 	s, err := store.Connect(endpoints, "shop")
 	if err != nil {
@@ -251,25 +342,25 @@ func TestStore_WatchPrimary(t *testing.T) {
 	defer s.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	first := lifeline.PrimaryRecord{Node: "west/a", Epoch: 1}
-	if _, err := s.Create(ctx, s.Keys().Primary("orders"), first); err != nil {
+	first := lifeline.WorkloadState{Active: "west", Primary: "west/a", Epoch: 1}
+	if _, _, err := s.InitState(ctx, "orders", first); err != nil {
 		t.Fatal(err)
 	}
-	states := make(chan store.PrimaryState, 16)
+	states := make(chan store.Watched, 16)
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
-	go func() { _ = s.WatchPrimary(wctx, "orders", func(st store.PrimaryState) { states <- st }) }()
-	next := func() store.PrimaryState {
+	go func() { _ = s.WatchState(wctx, "orders", func(st store.Watched) { states <- st }) }()
+	next := func() store.Watched {
 		t.Helper()
 		select {
 		case st := <-states:
 			return st
 		case <-ctx.Done():
 			t.Fatal("no state from the watch")
-			return store.PrimaryState{}
+			return store.Watched{}
 		}
 	}
-	if st := next(); st.Record != first || st.LeaseID != 0 || st.RecordRev == 0 {
+	if st := next(); st.State.Primary != first.Primary || st.LeaseID != 0 || st.StateRev == 0 {
 		t.Fatalf("initial state = %+v", st)
 	}
 
@@ -277,29 +368,30 @@ func TestStore_WatchPrimary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second := lifeline.PrimaryRecord{Node: "west/b", Epoch: 2}
-	rb, _ := json.Marshal(second)
-	lb, _ := json.Marshal(lifeline.LeaseRecord{Node: "west/b", Epoch: 2})
-	// A lock change between the two keys is not a state change.
-	if _, err := s.Client().Put(ctx, s.Keys().Lock("orders"), "x"); err != nil {
+	second := first
+	second.Primary, second.Epoch = "west/b", 2
+	// A change of a key between the two is not a change of state.
+	if _, err := s.Client().Put(ctx, s.Keys().Root()+"workloads/orders/primary", "x"); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := s.Client().Txn(ctx).Then(
-		clientv3.OpPut(s.Keys().Primary("orders"), string(rb)),
-		clientv3.OpPut(s.Keys().Lease("orders"), string(lb), clientv3.WithLease(grant.ID))).Commit()
+	_, rev, _, err := s.State(ctx, "orders")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := s.ChangeState(ctx, "orders", store.Change{Rev: rev, Next: second, LeaseGone: true, Handoff: grant.ID}); err != nil {
+		t.Fatal(err)
+	}
+	_, written, _, _ := s.State(ctx, "orders")
 	st := next()
-	if st.Record != second || st.LeaseID != grant.ID || st.Lease.Node != "west/b" || st.Lease.Epoch != 2 ||
-		st.RecordRev != resp.Header.Revision || st.Rev != resp.Header.Revision {
-		t.Fatalf("state after the handoff = %+v (revision %d, lease %x)", st, resp.Header.Revision, grant.ID)
+	if st.State.Primary != "west/b" || st.LeaseID != grant.ID || st.Lease.Node != "west/b" || st.Lease.Epoch != 2 ||
+		st.StateRev != written || st.Rev != written {
+		t.Fatalf("state after the handoff = %+v (revision %d, lease %x)", st, written, grant.ID)
 	}
 
 	if _, err := s.Client().Revoke(ctx, grant.ID); err != nil {
 		t.Fatal(err)
 	}
-	if st := next(); st.Record != second || st.LeaseID != 0 || st.Lease != (lifeline.LeaseRecord{}) {
+	if st := next(); st.State.Primary != "west/b" || st.LeaseID != 0 || st.Lease != (lifeline.LeaseRecord{}) {
 		t.Fatalf("state after the lease went = %+v", st)
 	}
 }

@@ -66,7 +66,9 @@ func Plan(t *lifeline.Topology) []Route {
 	}
 	for i := range t.Workloads {
 		w := &t.Workloads[i]
-		for _, id := range t.DatabaseNodes(w) {
+		// Every node: any may hold a database (backup-restore builds one
+		// in the region a failover moves to).
+		for _, id := range t.Nodes() {
 			eps = append(eps, endpoint{id.String(), id.Region, t.Address(id), w.Database.Port, KindPostgres})
 		}
 	}

@@ -74,21 +74,21 @@ func pickWorkload(t *lifeline.Topology, name string) (*lifeline.Workload, error)
 }
 
 // region is the region whose repository a command reads: the one given, or
-// the primary's.
+// the active region (as the workload's state says; an error when it cannot
+// be read, never the spec's guess).
 func (e *backupEnv) region(ctx context.Context, given string) (string, error) {
 	if given != "" {
 		_, err := e.t.Region(given)
 		return given, err
 	}
-	rec, _, found, err := e.s.Primary(ctx, e.w.Name)
-	if err != nil || !found {
-		return e.w.Active, nil
-	}
-	id, err := lifeline.ParseNodeID(rec.Node)
+	st, _, found, err := e.s.State(ctx, e.w.Name)
 	if err != nil {
-		return e.w.Active, nil
+		return "", fmt.Errorf("the active region of %s cannot be read (give --region): %w", e.w.Name, err)
 	}
-	return id.Region, nil
+	if !found {
+		return "", fmt.Errorf("%s: %w (give --region)", e.w.Name, store.ErrNoState)
+	}
+	return st.Active, nil
 }
 
 // repo opens the repository of a region (the primary's when region is "").

@@ -1,0 +1,226 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/backup"
+	"github.com/lifeline-dr/lifeline/postgres"
+	"github.com/lifeline-dr/lifeline/store"
+)
+
+// demotionFile keeps this node's own record of a clean demotion, next to
+// the data directory: it survives an agent restart between the demotion
+// and the promotion of the new primary.
+func (r *workloadRunner) demotionFile() string {
+	return filepath.Join(r.pg.Config().Dir, "demoted.json")
+}
+
+// demotion is this node's record of its clean demotion, nil when none.
+func (r *workloadRunner) demotion() *lifeline.Demotion {
+	b, err := os.ReadFile(r.demotionFile())
+	if err != nil {
+		return nil
+	}
+	var d lifeline.Demotion
+	if json.Unmarshal(b, &d) != nil {
+		return nil
+	}
+	return &d
+}
+
+func (r *workloadRunner) clearDemotion() {
+	if err := os.Remove(r.demotionFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.log.Warn("clear the demotion record", "err", err)
+	}
+}
+
+// demote stops writes cleanly for a switchover: a fast shutdown (every
+// connected standby receives the WAL up to the shutdown checkpoint before
+// the walsenders exit), then the lease is let go of, and the checkpoint's
+// location reported in the workload's state. Idempotent: a server already
+// stopped cleanly is reported again.
+func (r *workloadRunner) demote(ctx context.Context, st lifeline.WorkloadState) error {
+	if r.pg.Running() {
+		r.log.Warn("demoting: stopping writes for a switchover")
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := r.pg.Stop(sctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("stop for the switchover: %w", err)
+		}
+		r.setRole("")
+	}
+	lsn, tli, err := r.pg.ShutdownCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	d := lifeline.Demotion{Node: r.me.String(), Epoch: st.Epoch, LSN: lsn.String(), Timeline: tli, At: time.Now().UTC()}
+	b, _ := json.Marshal(d)
+	if err := os.WriteFile(r.demotionFile(), b, 0o600); err != nil {
+		return fmt.Errorf("record the demotion: %w", err)
+	}
+	if err := r.lease.release(ctx); err != nil {
+		return err
+	}
+	_, err = r.a.store.UpdateState(ctx, r.w.Name, func(cur *lifeline.WorkloadState, _ *store.Change) error {
+		if cur.Demote != r.me.String() || cur.Epoch != st.Epoch {
+			return fmt.Errorf("the switchover no longer asks this node to demote")
+		}
+		if cur.Demoted != nil && *cur.Demoted == d {
+			return store.ErrUnchanged
+		}
+		cur.Demoted = &d
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("report the demotion: %w", err)
+	}
+	r.log.Warn("demoted: writes stopped", "checkpoint", d.LSN, "timeline", tli)
+	r.reportNow()
+	return nil
+}
+
+// rejoin makes a former primary follow the new one: pg_rewind (after the
+// WAL it wrote past the fork is saved to the repository), or a fresh base
+// backup when rewinding fails (the old data is moved aside, never
+// deleted). What it did and copied is recorded for the failback.
+func (r *workloadRunner) rejoin(ctx context.Context, st lifeline.WorkloadState, up postgres.Upstream) error {
+	r.configured, r.standbySlots = "", false
+	start := time.Now()
+	rec := lifeline.RejoinRecord{Node: r.me.String(), At: start.UTC(), DataBytes: r.pg.Size()}
+	defer func() {
+		rec.Seconds = time.Since(start).Seconds()
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := r.a.store.RecordRejoin(cctx, r.w.Name, rec); err != nil {
+			r.log.Warn("record the rejoin", "err", err)
+		}
+	}()
+	stats, err := r.pg.Rewind(ctx, up.Host, up.Port, func(s postgres.RewindStats) error {
+		where, n, err := r.saveDiverged(ctx, st, s)
+		if err != nil {
+			// The rewind would destroy what was not saved: say so, and
+			// go on (the lost writes are a fact already; the new
+			// primary's history is the truth).
+			r.log.Error("could not save the WAL written after the fork", "err", err)
+			rec.Error = "diverged WAL not saved: " + err.Error()
+			return nil
+		}
+		if n > 0 {
+			rec.Diverged, rec.DivergedFrom = where, s.DivergedAt.String()
+			r.log.Warn("saved the WAL written after the fork", "segments", n, "at", where, "from", s.DivergedAt.String())
+		}
+		return nil
+	})
+	if err == nil {
+		rec.Method, rec.BytesCopied = "rewind", stats.CopiedBytes
+		r.log.Warn("rejoined by pg_rewind", "copied_bytes", stats.CopiedBytes)
+		r.clearDemotion()
+		return nil
+	}
+	r.log.Error("pg_rewind failed; reseeding with a base backup", "err", err)
+	aside, derr := r.pg.Discard()
+	if derr != nil {
+		rec.Error = derr.Error()
+		return derr
+	}
+	r.log.Warn("old data directory moved aside", "path", aside)
+	rec.Method = "reseed"
+	err = r.seed(ctx, up)
+	rec.BytesCopied = r.pg.Size()
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	return err
+}
+
+// saveDiverged stores the WAL this node wrote after the fork in its
+// region's repository (the active region's when its own is unreachable).
+func (r *workloadRunner) saveDiverged(ctx context.Context, st lifeline.WorkloadState, s postgres.RewindStats) (string, int, error) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var errs []error
+	for _, region := range []string{r.me.Region, st.Active} {
+		repo, err := backup.OpenRegion(cctx, r.w, region, r.a.cfg.DataDir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		name := fmt.Sprintf("%s-epoch%d-%s", strings.ReplaceAll(r.me.String(), "/", "_"), st.Epoch, time.Now().UTC().Format("20060102T150405"))
+		where, n, err := repo.SaveDiverged(cctx, filepath.Join(r.pg.DataDir(), "pg_wal"), name, s.Timeline, s.DivergedAt, 0)
+		repo.Close()
+		if err == nil {
+			return where, n, nil
+		}
+		errs = append(errs, err)
+	}
+	return "", 0, errors.Join(errs...)
+}
+
+// restore builds this node's data directory from its own region's
+// repository (backup-restore's failover): the newest base backup, with
+// recovery configured to the end of the WAL there, then to end recovery on
+// a new timeline and archive into this region's repository.
+func (r *workloadRunner) restore(ctx context.Context, st lifeline.WorkloadState) error {
+	if r.archive == nil {
+		return errors.New("restore: WAL archiving is not set up on this node")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	repo, err := backup.OpenRegion(cctx, r.w, r.me.Region, r.a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	r.setProgress(fmt.Sprintf("restoring from %s", repo))
+	r.reportNow()
+	res, err := repo.Restore(cctx, r.pg.DataDir(), backup.Target{Latest: true}, backup.RestoreOptions{
+		RestoreCommand: r.fetchCmd,
+		ArchiveCommand: r.archive["archive_command"],
+		Owner:          r.a.cfg.Owner,
+		Logger:         r.log,
+	})
+	if err != nil {
+		r.setProgress("restore failed: " + err.Error())
+		return err
+	}
+	r.setProgress(fmt.Sprintf("restored backup %s (%d MB) in %.1fs; recovering to the end of the WAL (%s)", res.Backup.ID, res.Bytes>>20, res.Seconds, res.LastWAL))
+	r.log.Warn("restored from the region's repository", "backup", res.Backup.ID, "last_wal", res.LastWAL, "seconds", res.Seconds)
+	r.configured = ""
+	return nil
+}
+
+// retire stops the server and sets its data aside: the region holds no
+// database of the workload any more (backup-restore after a failback).
+func (r *workloadRunner) retire(ctx context.Context) error {
+	if r.pg.Running() {
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := r.pg.Stop(sctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		r.setRole("")
+	}
+	r.lease.drop()
+	if r.pg.Initialized() {
+		aside, err := r.pg.Discard()
+		if err != nil {
+			return err
+		}
+		r.log.Warn("no database here any more: data set aside", "path", aside)
+	}
+	r.configured, r.standbySlots = "", false
+	r.clearDemotion()
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return r.a.store.DeleteStatus(cctx, r.w.Name, r.me.String())
+}

@@ -1,0 +1,71 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/runbook"
+)
+
+func init() { register("verify", func(e *Env) runbook.Action { return &verify{base{e, "verify"}} }) }
+
+// verify commits a transaction on the new primary: it proves the primary
+// takes writes and, with synchronous replication, that a standby
+// acknowledges them.
+type verify struct{ base }
+
+func (s *verify) Check(_ context.Context, rb *runbook.Runbook) (bool, error) {
+	return has(rb, "verified"), nil
+}
+
+func (s *verify) Do(ctx context.Context, rb *runbook.Runbook) (string, error) {
+	w, err := s.workload(rb)
+	if err != nil {
+		return "", err
+	}
+	st, _, err := s.state(ctx, w.Name)
+	if err != nil {
+		return "", err
+	}
+	to, ok := st.PrimaryNode()
+	if !ok {
+		return "", fmt.Errorf("the state names no primary")
+	}
+	wait := waitFor(w, 30*time.Second)
+	vctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	start := s.Now()
+	conn, err := s.Connect(vctx, w, to)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(vctx)
+	if err != nil {
+		return "", err
+	}
+	if _, err := tx.Exec(vctx, "SET LOCAL synchronous_commit = on; SELECT txid_current()"); err != nil {
+		_ = tx.Rollback(context.Background())
+		return "", err
+	}
+	if err := tx.Commit(vctx); err != nil {
+		if vctx.Err() != nil {
+			return "", fmt.Errorf("a commit on %s waited %s for a synchronous standby: none of %s is up (with RPO 0 writes wait rather than risk loss)",
+				to, wait, strings.Join(names(s.T.SyncCandidatesIn(w, st, to)), ", "))
+		}
+		return "", err
+	}
+	rb.Params["verified"] = "true"
+	return fmt.Sprintf("a commit on %s took %s", to, s.Now().Sub(start).Round(time.Millisecond)), nil
+}
+
+func names(ids []lifeline.NodeID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
+}
