@@ -66,15 +66,15 @@ type workloadRunner struct {
 	// not ask it on the way.
 	timelines timelineCheck
 
-	mu         sync.Mutex
-	seen       *store.Watched // what the state watch last saw, until a reconcile takes it
-	seenAt     time.Time
-	streamed   time.Time // when the last report found this standby streaming
-	state      lifeline.WorkloadState
-	stateRev   int64
-	why        string // the last decision's reason, for the report
-	progress   string // what a long act (a restore) is doing, for the report
-	fenced     string        // why the server was fenced; "" when not
+	mu        sync.Mutex
+	seen      *store.Watched // what the state watch last saw, until a reconcile takes it
+	seenAt    time.Time
+	streamed  time.Time // when the last report found this standby streaming
+	state     lifeline.WorkloadState
+	stateRev  int64
+	why       string        // the last decision's reason, for the report
+	progress  string        // what a long act (a restore) is doing, for the report
+	fenced    string        // why the server was fenced; "" when not
 	runningAs lifeline.Role // what the running server was started or promoted as
 	readyAt   int64         // the epoch for which replication user and slots are in place
 }

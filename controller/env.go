@@ -60,8 +60,8 @@ type Env struct {
 	// ProbeEntry checks the workload's public entry point (the global
 	// HTTP front door); nil where there is none to reach.
 	ProbeEntry func(ctx context.Context, w *lifeline.Workload) error
-	Notify Notifier
-	Now    func() time.Time
+	Notify     Notifier
+	Now        func() time.Time
 	// Sleep waits d or until ctx ends.
 	Sleep func(ctx context.Context, d time.Duration)
 	Log   *slog.Logger

@@ -29,10 +29,10 @@ type Writer struct {
 	listen string
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	state   lifeline.WorkloadState
-	seen    bool
-	lease   *lifeline.LeaseRecord
+	mu    sync.Mutex
+	state lifeline.WorkloadState
+	seen  bool
+	lease *lifeline.LeaseRecord
 }
 
 // NewWriter returns the writer endpoint of a workload.

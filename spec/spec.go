@@ -317,9 +317,9 @@ type healthSpec struct {
 }
 
 type controlSpec struct {
-	Etcd          etcdSpec `yaml:"etcd"`
-	ClientPort    int      `yaml:"client-port"`
-	PeerPort      int      `yaml:"peer-port"`
+	Etcd            etcdSpec `yaml:"etcd"`
+	ClientPort      int      `yaml:"client-port"`
+	PeerPort        int      `yaml:"peer-port"`
 	LeaseTTL        duration `yaml:"lease-ttl"`
 	CheckInterval   duration `yaml:"check-interval"`
 	RegionDownAfter duration `yaml:"region-down-after"`
@@ -432,9 +432,9 @@ func (p *parser) build(f *fileSpec) *lifeline.Topology {
 		Name: f.Name,
 		Mode: lifeline.Mode(f.Mode),
 		Control: lifeline.Control{
-			Endpoints:     f.Control.Etcd.Endpoints,
-			ClientPort:    f.Control.ClientPort,
-			PeerPort:      f.Control.PeerPort,
+			Endpoints:       f.Control.Etcd.Endpoints,
+			ClientPort:      f.Control.ClientPort,
+			PeerPort:        f.Control.PeerPort,
 			LeaseTTL:        f.Control.LeaseTTL.Duration,
 			CheckInterval:   f.Control.CheckInterval.Duration,
 			RegionDownAfter: f.Control.RegionDownAfter.Duration,

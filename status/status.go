@@ -47,8 +47,8 @@ type Workload struct {
 	Fenced      []string           `json:"fenced,omitempty"`
 	Databases   []string           `json:"databases,omitempty"`
 	Failover    string             `json:"failover"`
-	RPOSeconds float64 `json:"rpo_seconds"`
-	RTOSeconds float64 `json:"rto_seconds"`
+	RPOSeconds  float64            `json:"rpo_seconds"`
+	RTOSeconds  float64            `json:"rto_seconds"`
 	// Entry points: DNS, the global HTTP entry point, the writer endpoint
 	// (always the current primary) and the reader endpoint.
 	DNS    string `json:"dns"`
