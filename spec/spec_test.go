@@ -77,7 +77,7 @@ regions:
   - {name: east, zones: [{name: a, address: 127.0.2.1}]}
 witness: {address: 127.0.3.1}
 workloads:
-  - {name: db, strategy: pilot-light, objectives: {rpo: 0s, rto: 1m}, active: west}
+  - {name: db, strategy: pilot-light, objectives: {rpo: 1s, rto: 1m}, active: west}
 `
 	top, err := spec.Parse("x.yaml", []byte(src))
 	if err != nil {
@@ -114,6 +114,9 @@ func TestParse_Errors(t *testing.T) {
 		{"unknown top key", edit(t, "name: shop\n", "name: shop\nregion: x\n"), 2, `unknown key "region"`},
 		{"duplicate key", edit(t, "    active: eu-west\n", "    active: eu-west\n    active: eu-central\n"), 18, `already defined`},
 		{"bad duration", edit(t, "rpo: 1s", "rpo: 1parsec"), 16, `bad duration "1parsec"`},
+		{"rpo 0 across regions", edit(t, "rpo: 1s", "rpo: 0s"), 16, `objectives.rpo 0 cannot hold when region eu-west is lost`},
+		{"unknown alerts key", edit(t, "name: shop\n", "name: shop\nalerts: {webhooks: [{url: http://127.0.0.1:9/x, sekret: env:X}]}\n"), 2, `unknown key "sekret" in webhook`},
+		{"bad region-down-after", edit(t, "control: {etcd: embedded}", "control: {etcd: embedded, region-down-after: soon}"), 2, `bad duration "soon"`},
 		{"negative duration", edit(t, "rto: 30s", "rto: -5s"), 16, `must not be negative`},
 		{"bad retention", edit(t, "retention: 7d", "retention: forever"), 20, `backups.retention "forever"`},
 		{"duplicate region", edit(t, "  - name: eu-central\n", "  - name: eu-west\n"), 8, `region "eu-west" is declared twice`},
