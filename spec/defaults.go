@@ -18,6 +18,13 @@ const (
 	// DefaultCheckInterval is how often leases are renewed and health is
 	// reported: four renewals fit in the fencing window.
 	DefaultCheckInterval = 500 * time.Millisecond
+	// DefaultRegionDownAfter is how long a region's nodes must fail every
+	// check of the witness and another region, silent in the control
+	// store, before it is declared down. Added to the primary lease's
+	// expiry it detects a lost region in about 4-5 s; a shorter partition
+	// than this never starts a region failover (which would still wait
+	// for approval, or the witness quorum).
+	DefaultRegionDownAfter = 2 * time.Second
 	DefaultClientPort    = 2379
 	DefaultPeerPort      = 2380
 	DefaultDatabasePort  = 5432
@@ -50,6 +57,9 @@ func Default(t *lifeline.Topology) {
 	}
 	if c.CheckInterval == 0 {
 		c.CheckInterval = DefaultCheckInterval
+	}
+	if c.RegionDownAfter == 0 {
+		c.RegionDownAfter = DefaultRegionDownAfter
 	}
 	if t.Router.Address == "" {
 		// A local topology's router shares the witness's loopback address:
