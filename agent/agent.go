@@ -120,7 +120,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			if err != nil {
 				return nil
 			}
-			return []string{"LIFELINE_DATABASE=" + a.writerDSN(w)}
+			return []string{"LIFELINE_DATABASE=" + a.writerDSN(w), "LIFELINE_DATABASE_READER=" + a.readerDSN(w)}
 		}}
 	defer driver.Stop()
 	wg.Add(1)
@@ -242,6 +242,11 @@ func (a *Agent) writerDSN(w *lifeline.Workload) string {
 		s += " password=" + pw
 	}
 	return s
+}
+
+// readerDSN is how services reach a workload's reader endpoint.
+func (a *Agent) readerDSN(w *lifeline.Workload) string {
+	return strings.Replace(a.writerDSN(w), fmt.Sprintf("port=%d", w.Routing.WriterPort), fmt.Sprintf("port=%d", w.Routing.ReaderPort), 1)
 }
 
 // connect opens a superuser connection to a node's database, through this

@@ -19,6 +19,9 @@ func newExampleApp() *cobra.Command {
 			if cfg.Database == "" {
 				cfg.Database = os.Getenv("LIFELINE_DATABASE")
 			}
+			if cfg.Reader == "" {
+				cfg.Reader = os.Getenv("LIFELINE_DATABASE_READER")
+			}
 			cfg.Instance = os.Getenv("LIFELINE_INSTANCE")
 			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			return app.Run(cmd.Context(), cfg)
@@ -26,5 +29,6 @@ func newExampleApp() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address to listen on")
 	cmd.Flags().StringVar(&cfg.Database, "database", "", "connection string (default $LIFELINE_DATABASE, set by the agent to the writer endpoint)")
+	cmd.Flags().StringVar(&cfg.Reader, "reader", "", "connection string for reads (default $LIFELINE_DATABASE_READER, the reader endpoint)")
 	return cmd
 }

@@ -13,9 +13,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -23,8 +25,10 @@ import (
 type Config struct {
 	Listen string
 	// Database is a connection string for the writer endpoint; empty runs
-	// without a database (GET / and /healthz only).
+	// without a database (GET / and /healthz only). Reader is one for the
+	// reader endpoint (reads of one order); empty reads through Database.
 	Database string
+	Reader   string
 	Instance string
 	Log      *slog.Logger
 }
@@ -33,10 +37,11 @@ type Config struct {
 func Run(ctx context.Context, cfg Config) error {
 	a := &app{cfg: cfg}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /{$}", a.hello)
 	mux.HandleFunc("POST /orders", a.order)
 	mux.HandleFunc("GET /orders/count", a.count)
+	mux.HandleFunc("GET /orders/{id}", a.get)
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("example app: %w", err)
@@ -57,28 +62,110 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 type app struct {
-	cfg  Config
-	once sync.Once
-	pool *pgxpool.Pool
-	err  error
+	cfg Config
+
+	mu     sync.Mutex
+	pool   *pgxpool.Pool // writer endpoint
+	reader *pgxpool.Pool // reader endpoint
+	ready  bool          // the table exists
 }
 
+// db returns the writer pool with the table in place. A failure (the
+// writer endpoint refusing during a failover) is this request's: the next
+// request tries again.
 func (a *app) db(ctx context.Context) (*pgxpool.Pool, error) {
 	if a.cfg.Database == "" {
 		return nil, errors.New("no database configured")
 	}
-	a.once.Do(func() {
-		a.pool, a.err = pgxpool.New(context.Background(), a.cfg.Database)
-		if a.err == nil {
-			_, a.err = a.pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS example_orders (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), instance text)")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pool == nil {
+		p, err := pgxpool.New(context.Background(), a.cfg.Database)
+		if err != nil {
+			return nil, err
 		}
-	})
-	return a.pool, a.err
+		a.pool = p
+	}
+	if !a.ready {
+		if _, err := a.pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS example_orders (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), instance text)"); err != nil {
+			return nil, err
+		}
+		a.ready = true
+	}
+	return a.pool, nil
+}
+
+// readDB is the reader endpoint's pool (the writer's when none is set).
+func (a *app) readDB(ctx context.Context) (*pgxpool.Pool, error) {
+	if a.cfg.Reader == "" {
+		return a.db(ctx)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.reader == nil {
+		p, err := pgxpool.New(context.Background(), a.cfg.Reader)
+		if err != nil {
+			return nil, err
+		}
+		a.reader = p
+	}
+	return a.reader, nil
 }
 
 func (a *app) close() {
-	if a.pool != nil {
-		a.pool.Close()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range []*pgxpool.Pool{a.pool, a.reader} {
+		if p != nil {
+			p.Close()
+		}
+	}
+}
+
+// healthz answers 200 while the process serves; its body says whether the
+// database answers too. The instance stays in rotation during a failover,
+// so that it takes writes again the moment the writer endpoint does.
+func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
+	out := map[string]any{"ok": true, "instance": a.cfg.Instance, "database": "none configured"}
+	if a.cfg.Database != "" {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		pool, err := a.db(ctx)
+		if err == nil {
+			err = pool.Ping(ctx)
+		}
+		out["database"] = "ok"
+		if err != nil {
+			out["database"] = err.Error()
+		}
+	}
+	reply(w, http.StatusOK, out)
+}
+
+// get reads one order through the reader endpoint.
+func (a *app) get(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		reply(w, http.StatusBadRequest, map[string]string{"error": "the order id is a number"})
+		return
+	}
+	pool, err := a.readDB(ctx)
+	if err != nil {
+		reply(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	var at time.Time
+	var instance string
+	err = pool.QueryRow(ctx, "SELECT at, coalesce(instance, '') FROM example_orders WHERE id = $1", id).Scan(&at, &instance)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		reply(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no order %d (the reader may be up to the RPO behind)", id)})
+	case err != nil:
+		reply(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+	default:
+		reply(w, http.StatusOK, map[string]any{"id": id, "at": at, "written_by": instance, "instance": a.cfg.Instance})
 	}
 }
 
@@ -103,7 +190,7 @@ func (a *app) order(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	reply(w, http.StatusCreated, map[string]any{"id": id, "instance": a.cfg.Instance})
+	reply(w, http.StatusCreated, map[string]any{"id": id, "instance": a.cfg.Instance, "region": os.Getenv("LIFELINE_REGION")})
 }
 
 func (a *app) count(w http.ResponseWriter, r *http.Request) {
