@@ -320,7 +320,10 @@ func (c *Controller) evaluate(ctx context.Context, engine *runbook.Engine, w *li
 	prev := c.decisions[w.Name]
 	c.decisions[w.Name] = d
 	_, running := c.running[w.Name]
-	busy := running || time.Since(c.lastTry[w.Name]) < 10*time.Second
+	// A kind of runbook that just failed is not started again at once
+	// (another kind may be: a zone failover that found no standby is
+	// followed by the region's).
+	busy := running || time.Since(c.lastTry[w.Name+"/"+string(d.Action)]) < 10*time.Second
 	lastPrimary := c.lastPrimary[w.Name]
 	c.mu.Unlock()
 	if d != prev && d.Action != None || (prev.Action != None && d.Action == None) {
@@ -330,7 +333,7 @@ func (c *Controller) evaluate(ctx context.Context, engine *runbook.Engine, w *li
 		return
 	}
 	c.mu.Lock()
-	c.lastTry[w.Name] = time.Now()
+	c.lastTry[w.Name+"/"+string(d.Action)] = time.Now()
 	c.mu.Unlock()
 	lostAt := in.Now.Add(-in.LeaseMissing)
 	req := runbook.Request{Workload: w.Name, Kind: string(d.Action), Reason: d.Reason, Actor: "controller " + c.cfg.Name,

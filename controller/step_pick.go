@@ -99,12 +99,28 @@ func (s *pick) Do(ctx context.Context, rb *runbook.Runbook) (string, error) {
 			rb.Params["to"], rb.Params["to_lsn"] = to.String(), lsn.String()
 			note = fmt.Sprintf("%s at %s (%s)", to, lsn, positions(s.T, st, from, region, reports))
 			return true, note, nil
+		case errors.Is(err, ErrNoQuorum) && !anyReports(s.T, st, region, from, reports, s.Now()):
+			// Nothing of the region reports: it is lost with its
+			// primary, and waiting helps no one; the region's failover
+			// follows.
+			return false, "", fmt.Errorf("%w: no node of %s reports", ErrNoCandidate, region)
 		case errors.Is(err, ErrStillStreaming) || errors.Is(err, ErrNoQuorum):
 			return false, err.Error(), nil
 		}
 		return false, "", err
 	})
 	return note, err
+}
+
+// anyReports says whether a database node of region (other than from)
+// reports freshly.
+func anyReports(t *lifeline.Topology, st lifeline.WorkloadState, region string, from lifeline.NodeID, reports map[string]lifeline.NodeStatus, now time.Time) bool {
+	for _, id := range t.DatabaseNodesIn(st) {
+		if id.Region == region && id != from && fresh(t, reports[id.String()], now) {
+			return true
+		}
+	}
+	return false
 }
 
 func positions(t *lifeline.Topology, st lifeline.WorkloadState, from lifeline.NodeID, region string, reports map[string]lifeline.NodeStatus) string {

@@ -94,6 +94,15 @@ func (i *Instance) Rewind(ctx context.Context, host string, port int, before fun
 	}
 	i.log.Info("pg_rewind", "source", host+":"+strconv.Itoa(port))
 	start := time.Now()
+	// A dry run refuses a target that was not shut down cleanly (it does
+	// not run the crash recovery the real run would): run it first, as
+	// pg_rewind itself does, in single-user mode.
+	if st, err := i.ClusterState(ctx); err == nil && st != "shut down" && st != "shut down in recovery" {
+		out, err := i.command(ctx, nil, "postgres", "--single", "-F", "-c", "exit_on_error=false", "-D", i.DataDir(), "template1").CombinedOutput()
+		if err != nil {
+			return stats, fmt.Errorf("rewind %s: crash recovery before the rewind: %w: %s", i.cfg.Name, err, lastLines(out, 10))
+		}
+	}
 	out, err := i.command(ctx, env, "pg_rewind", "--dry-run", "--target-pgdata", i.DataDir(), "--source-server", src).CombinedOutput()
 	if err != nil {
 		return stats, fmt.Errorf("rewind %s: pg_rewind --dry-run: %w: %s", i.cfg.Name, err, lastLines(out, 15))
