@@ -65,7 +65,9 @@ func (s *demote) Do(ctx context.Context, rb *runbook.Runbook) (string, error) {
 		return "", err
 	}
 	var d *lifeline.Demotion
-	_, err = s.until(ctx, waitFor(w, 30*time.Second), s.T.Control.CheckInterval/4, func() (bool, string, error) {
+	// Polled often: the write pause is this step.
+	const every = 20 * time.Millisecond
+	_, err = s.until(ctx, waitFor(w, 30*time.Second), every, func() (bool, string, error) {
 		st, _, err := s.state(ctx, w.Name)
 		if err != nil {
 			return false, "", err
@@ -88,16 +90,39 @@ func (s *demote) Do(ctx context.Context, rb *runbook.Runbook) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("demote: %s reported a bad checkpoint location %q", from, d.LSN)
 	}
-	var note string
-	_, err = s.until(ctx, waitFor(w, 30*time.Second), s.T.Control.CheckInterval/4, func() (bool, string, error) {
+	// The target's replay position, asked of the target itself (its
+	// agent reports only every check interval), else from its reports.
+	replayed := func() (string, error) {
 		reports, err := s.reports(ctx, w.Name)
 		if err != nil {
-			return false, "", err
+			return "", err
 		}
-		r := reports[to.String()]
-		replay, perr := lifeline.ParseLSN(r.LSN)
+		return reports[to.String()].LSN, nil
+	}
+	if s.Connect != nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := s.Connect(cctx, w, to)
+		cancel()
+		if err == nil {
+			defer conn.Close(context.Background())
+			replayed = func() (string, error) {
+				var lsn string
+				qctx, cancel := context.WithTimeout(ctx, time.Second)
+				defer cancel()
+				err := conn.QueryRow(qctx, "SELECT coalesce(pg_last_wal_replay_lsn()::text, '')").Scan(&lsn)
+				return lsn, err
+			}
+		}
+	}
+	var note string
+	_, err = s.until(ctx, waitFor(w, 30*time.Second), every, func() (bool, string, error) {
+		lsn, err := replayed()
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		replay, perr := lifeline.ParseLSN(lsn)
 		if perr != nil || replay <= want {
-			note = fmt.Sprintf("%s replayed %s of the shutdown checkpoint at %s", to, orNone(r.LSN), d.LSN)
+			note = fmt.Sprintf("%s replayed %s of the shutdown checkpoint at %s", to, orNone(lsn), d.LSN)
 			return false, note, nil
 		}
 		return true, "", nil
