@@ -42,14 +42,17 @@ func (r *workloadRunner) clearDemotion() {
 	}
 }
 
-// demote stops writes cleanly for a switchover: a fast shutdown (every
-// connected standby receives the WAL up to the shutdown checkpoint before
-// the walsenders exit), then the lease is let go of, and the checkpoint's
-// location reported in the workload's state. Idempotent: a server already
-// stopped cleanly is reported again.
+// demote stops writes cleanly for a switchover: once the archiver has
+// caught up (so that the shutdown does not wait for it: the write pause is
+// what follows), a fast shutdown (every connected standby receives the WAL
+// up to the shutdown checkpoint before the walsenders exit), then the
+// checkpoint's location is reported in the workload's state in the same
+// write that deletes the primary lease key. Idempotent: a server already
+// stopped cleanly is reported again, with its first report's time.
 func (r *workloadRunner) demote(ctx context.Context, st lifeline.WorkloadState) error {
 	if r.pg.Running() {
 		r.log.Warn("demoting: stopping writes for a switchover")
+		r.waitArchived(ctx, 3*time.Second)
 		sctx, cancel := context.WithTimeout(ctx, time.Minute)
 		err := r.pg.Stop(sctx)
 		cancel()
@@ -58,34 +61,57 @@ func (r *workloadRunner) demote(ctx context.Context, st lifeline.WorkloadState) 
 		}
 		r.setRole("")
 	}
-	lsn, tli, err := r.pg.ShutdownCheckpoint(ctx)
-	if err != nil {
-		return err
+	d := r.demotion()
+	if d == nil || d.Epoch != st.Epoch || d.Node != r.me.String() {
+		lsn, tli, err := r.pg.ShutdownCheckpoint(ctx)
+		if err != nil {
+			return err
+		}
+		d = &lifeline.Demotion{Node: r.me.String(), Epoch: st.Epoch, LSN: lsn.String(), Timeline: tli, At: time.Now().UTC()}
+		b, _ := json.Marshal(d)
+		if err := os.WriteFile(r.demotionFile(), b, 0o600); err != nil {
+			return fmt.Errorf("record the demotion: %w", err)
+		}
 	}
-	d := lifeline.Demotion{Node: r.me.String(), Epoch: st.Epoch, LSN: lsn.String(), Timeline: tli, At: time.Now().UTC()}
-	b, _ := json.Marshal(d)
-	if err := os.WriteFile(r.demotionFile(), b, 0o600); err != nil {
-		return fmt.Errorf("record the demotion: %w", err)
-	}
-	if err := r.lease.release(ctx); err != nil {
-		return err
-	}
-	_, err = r.a.store.UpdateState(ctx, r.w.Name, func(cur *lifeline.WorkloadState, _ *store.Change) error {
+	held := lifeline.LeaseRecord{Node: r.me.String(), Epoch: st.Epoch}
+	_, err := r.a.store.UpdateState(ctx, r.w.Name, func(cur *lifeline.WorkloadState, c *store.Change) error {
 		if cur.Demote != r.me.String() || cur.Epoch != st.Epoch {
 			return fmt.Errorf("the switchover no longer asks this node to demote")
 		}
-		if cur.Demoted != nil && *cur.Demoted == d {
+		if cur.Demoted != nil && *cur.Demoted == *d {
 			return store.ErrUnchanged
 		}
-		cur.Demoted = &d
+		cur.Demoted = d
+		c.DropLease = &held
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("report the demotion: %w", err)
 	}
-	r.log.Warn("demoted: writes stopped", "checkpoint", d.LSN, "timeline", tli)
+	if err := r.lease.release(ctx); err != nil {
+		r.log.Warn("demoted; the etcd lease expires by itself", "err", err)
+	}
+	r.log.Warn("demoted: writes stopped", "checkpoint", d.LSN, "timeline", d.Timeline)
 	r.reportNow()
 	return nil
+}
+
+// waitArchived waits (at most max) until the archiver has no segment
+// left to archive: a shutdown waits for it to archive them all.
+func (r *workloadRunner) waitArchived(ctx context.Context, limit time.Duration) {
+	if r.archive == nil {
+		return
+	}
+	dir := filepath.Join(r.pg.DataDir(), "pg_wal", "archive_status")
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		ready, _ := filepath.Glob(filepath.Join(dir, "*.ready"))
+		if len(ready) == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.log.Warn("the archiver is behind; the shutdown will wait for it")
 }
 
 // rejoin makes a former primary follow the new one: pg_rewind (after the

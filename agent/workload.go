@@ -491,6 +491,9 @@ func (r *workloadRunner) act(ctx context.Context, a act, st lifeline.WorkloadSta
 			return fmt.Errorf("primary lease: %w", err)
 		}
 		r.log.Info("holding the primary lease", "epoch", st.Epoch)
+		// Serving again (a switchover that stopped): a clean demotion
+		// recorded before no longer describes this data directory.
+		r.clearDemotion()
 		r.mu.Lock()
 		r.fenced = ""
 		r.mu.Unlock()

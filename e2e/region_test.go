@@ -215,6 +215,7 @@ func TestRegionFailure(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer load.Stop() // a failed check must not leave it writing
 			if err := load.WaitAcksAfter(ctx, time.Time{}, 30); err != nil {
 				t.Fatal(err)
 			}
@@ -258,6 +259,7 @@ func TestRegionFailure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer load.Stop() // a failed check must not leave it writing
 		if err := load.WaitAcksAfter(ctx, time.Time{}, 50); err != nil {
 			t.Fatal(err)
 		}
@@ -349,6 +351,7 @@ func TestRegionFailure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer load.Stop() // a failed check must not leave it writing
 		if err := load.WaitAcksAfter(ctx, time.Time{}, 30); err != nil {
 			t.Fatal(err)
 		}

@@ -253,3 +253,29 @@ func TestReader_FollowsLag(t *testing.T) {
 	publish(map[string]float64{"eu-west/b": 0, "eu-central/a": 2, "eu-central/b": 0.5})
 	waitFor(t, "a fit standby in the home region", 10*time.Second, func() bool { return rd.Target() == sub+".4:"+strconv.Itoa(port) })
 }
+
+// What the vantage points check follows the workload's state; a workload
+// whose state was never read gets its front doors checked, and no
+// instance or database of the spec's guess.
+func TestTargets_FollowTheState(t *testing.T) {
+	top := topology("127.0.9", 5432)
+	top.Workloads[0].Services = []lifeline.Service{{Name: "api", Health: "/healthz", Replicas: lifeline.Replicas{Active: 2, Standby: 0}}}
+	names := func(ts []router.Target) []string {
+		var out []string
+		for _, x := range ts {
+			out = append(out, x.Name)
+		}
+		return out
+	}
+	none := names(router.Targets(top, nil))
+	if diff := cmp.Diff([]string{"orders/eu-west/entry", "orders/eu-central/entry"}, none); diff != "" {
+		t.Errorf("without a state (-want +got):\n%s", diff)
+	}
+	central := lifeline.WorkloadState{Active: "eu-central", Primary: "eu-central/a", Epoch: 5, Databases: []string{"eu-central"}}
+	got := names(router.Targets(top, map[string]lifeline.WorkloadState{"orders": central}))
+	want := []string{"orders/eu-west/entry", "orders/eu-central/entry", "orders/api@eu-central/a#0", "orders/api@eu-central/b#1",
+		"orders/eu-central/a/postgres", "orders/eu-central/b/postgres"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("active eu-central (-want +got):\n%s", diff)
+	}
+}

@@ -87,6 +87,10 @@ type Change struct {
 	// bound to this etcd lease (the node's spare): it promotes without a
 	// write of its own.
 	Handoff clientv3.LeaseID
+	// DropLease, when set, deletes the primary lease key if it still holds
+	// this record (a primary that stopped cleanly lets go of it in the
+	// same write that says so).
+	DropLease *lifeline.LeaseRecord
 	// Runbook, when set, is written with the change (id → JSON).
 	Runbook *RunbookWrite
 	// Audit entries are written in the same transaction: the record of a
@@ -123,6 +127,12 @@ func (s *Store) ChangeState(ctx context.Context, workload string, c Change) erro
 	}
 	if c.Runbook != nil {
 		ops = append(ops, clientv3.OpPut(s.keys.Runbook(c.Runbook.ID), c.Runbook.JSON))
+	}
+	if c.DropLease != nil {
+		held, _ := json.Marshal(*c.DropLease)
+		leaseKey := s.keys.Lease(workload)
+		ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(leaseKey), "=", string(held))},
+			[]clientv3.Op{clientv3.OpDelete(leaseKey)}, nil))
 	}
 	for _, e := range c.Audit {
 		k, v, err := s.auditOp(e)

@@ -395,3 +395,31 @@ func TestStore_WatchState(t *testing.T) {
 		t.Fatalf("state after the lease went = %+v", st)
 	}
 }
+
+// A process that cannot read the state keeps the last one it saw and says
+// so; one that never saw any has none (never a guess from the spec).
+func TestStateView_KeepsTheLastState(t *testing.T) {
+	s, err := store.Connect(testenv.Etcd(t), "view")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v := s.View("orders")
+	if _, ok, err := v.Read(ctx); ok || !errors.Is(err, store.ErrNoState) {
+		t.Fatalf("before any state: ok=%v err=%v, want none and ErrNoState", ok, err)
+	}
+	if _, _, err := s.InitState(ctx, "orders", lifeline.WorkloadState{Active: "eu-central", Primary: "eu-central/a", Epoch: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok, err := v.Read(ctx); !ok || err != nil || st.Active != "eu-central" {
+		t.Fatalf("read: %+v %v %v", st, ok, err)
+	}
+	dead, stop := context.WithCancel(ctx)
+	stop()
+	st, ok, err := v.Read(dead)
+	if !ok || err == nil || st.Active != "eu-central" || !strings.Contains(err.Error(), "using the state last seen") {
+		t.Fatalf("a failed read: %+v ok=%v err=%v; want the last state and an error saying so", st, ok, err)
+	}
+}
