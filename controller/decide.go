@@ -83,8 +83,18 @@ func Decide(in Input) Decision {
 	if !ok {
 		return Decision{Action: None, Reason: fmt.Sprintf("the state names no valid primary (%q)", st.Primary)}
 	}
-	if c := candidates(in.Topology, in.Workload, st, primary.Region, primary, in.Reports, in.Now); len(c) > 0 {
-		return Decision{Action: ZoneFailover, Reason: fmt.Sprintf("primary %s lost its lease; %d standby(s) in %s can take over", primary, len(c), primary.Region)}
+	var alive []lifeline.NodeID
+	for _, id := range candidates(in.Topology, in.Workload, st, primary.Region, primary, in.Reports, in.Now) {
+		// A standby whose report has not aged out yet, but whose database
+		// the witness and another region both fail to reach, died with
+		// the primary: a zone failover to it would only delay the
+		// region's.
+		if !seenDown(in.Topology, in.Workload.Name, id, in.Health) {
+			alive = append(alive, id)
+		}
+	}
+	if len(alive) > 0 {
+		return Decision{Action: ZoneFailover, Reason: fmt.Sprintf("primary %s lost its lease; %d standby(s) in %s can take over", primary, len(alive), primary.Region)}
 	}
 	down := RegionDown(in.Topology, in.Workload, st, primary.Region, in.Reports, in.Health, in.Now)
 	if !down.Down {
@@ -184,6 +194,26 @@ func RegionDown(t *lifeline.Topology, w *lifeline.Workload, st lifeline.Workload
 	}
 	return Verdict{Down: true, Since: since, Seen: seen,
 		Reason: fmt.Sprintf("no node reports, and the witness and the other regions have failed every node's checks for %s", now.Sub(since).Round(time.Millisecond))}
+}
+
+// seenDown reports whether the latest checks of a node's database by the
+// witness (when there is one) and by a vantage point of another region
+// both failed.
+func seenDown(t *lifeline.Topology, workload string, id lifeline.NodeID, health []store.HealthResult) bool {
+	target := DatabaseTarget(workload, id)
+	witness, other := t.Witness == nil, false
+	for _, h := range health {
+		if h.Target != target || h.Up {
+			continue
+		}
+		switch {
+		case h.Vantage == lifeline.WitnessSite:
+			witness = true
+		case h.Vantage != id.Region:
+			other = true
+		}
+	}
+	return witness && other
 }
 
 // DatabaseTarget names a node's database among the health targets.

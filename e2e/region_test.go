@@ -390,7 +390,7 @@ func regexpOff(out, region string) bool {
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		for i, x := range f {
-			if x == region && i+1 < len(f) && f[i+1] == "off" {
+			if x == region && i+1 < len(f) && strings.EqualFold(f[i+1], "off") {
 				return true
 			}
 		}
