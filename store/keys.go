@@ -17,6 +17,7 @@ import "path"
 //	health/<target>/<vantage>              a vantage point's health-check result, under its lease
 //	runbooks/<id>                          runbook progress
 //	audit/<time>-<id>                      audit log entries
+//	tokens/<name>                          API token: its role and SHA-256, never the token itself
 //	election/controller                    controller leader election prefix
 type Keys struct{ root string }
 
@@ -82,3 +83,9 @@ func (k Keys) HealthPrefix() string { return k.root + "health/" }
 
 // Health is one vantage point's latest result for one target.
 func (k Keys) Health(target, vantage string) string { return k.HealthPrefix() + target + "/" + vantage }
+
+// TokenPrefix is where API tokens live, one key per name.
+func (k Keys) TokenPrefix() string { return k.root + "tokens/" }
+
+// Token is one API token's record.
+func (k Keys) Token(name string) string { return k.TokenPrefix() + name }
