@@ -115,7 +115,15 @@ type Topology struct {
 	Links     Links
 	Router    Router
 	Alerts    Alerts
+	API       API
 	Workloads []Workload
+}
+
+// API is where the operator surface listens: every agent serves the HTTP
+// API, the dashboard and /metrics over HTTPS on its node's address at
+// Port; the router serves /metrics on its address at the same port.
+type API struct {
+	Port int
 }
 
 // Alerts says where alarms are sent besides the control store.

@@ -312,3 +312,12 @@ func Plan(t *lifeline.Topology, workload, kind, to string) (*PlanView, error) {
 	}
 	return p, nil
 }
+
+// GetRunbook reads one runbook; one that does not exist is a NotFound.
+func GetRunbook(ctx context.Context, s *store.Store, id string) (*runbook.Runbook, error) {
+	rb, err := runbook.Get(ctx, s, id)
+	if err != nil {
+		return nil, classifyGet(err)
+	}
+	return rb, nil
+}

@@ -25,9 +25,9 @@ const (
 	// than this never starts a region failover (which would still wait
 	// for approval, or the witness quorum).
 	DefaultRegionDownAfter = 2 * time.Second
-	DefaultClientPort    = 2379
-	DefaultPeerPort      = 2380
-	DefaultDatabasePort  = 5432
+	DefaultClientPort      = 2379
+	DefaultPeerPort        = 2380
+	DefaultDatabasePort    = 5432
 	// DefaultRepository keeps backups next to the data of a local topology;
 	// {data} is the data directory, {region} the region.
 	DefaultRepository = "file://{data}/backups/{region}"
@@ -38,6 +38,9 @@ const (
 	// for any user. Query with dig -p 5353.
 	DefaultDNSPort  = 5353
 	DefaultHTTPPort = 8000
+	// DefaultAPIPort is where every agent serves the HTTP API, the
+	// dashboard and /metrics (HTTPS).
+	DefaultAPIPort = 8443
 )
 
 // Default fills every value the spec left out.
@@ -73,6 +76,9 @@ func Default(t *lifeline.Topology) {
 		default:
 			t.Router.Address = "127.0.0.1"
 		}
+	}
+	if t.API.Port == 0 {
+		t.API.Port = DefaultAPIPort
 	}
 	if t.Router.DNSPort == 0 {
 		t.Router.DNSPort = DefaultDNSPort

@@ -298,7 +298,12 @@ type fileSpec struct {
 	Links     linksSpec      `yaml:"links"`
 	Router    routerSpec     `yaml:"router"`
 	Alerts    alertsSpec     `yaml:"alerts"`
+	API       apiSpec        `yaml:"api"`
 	Workloads []workloadSpec `yaml:"workloads"`
+}
+
+type apiSpec struct {
+	Port int `yaml:"port"`
 }
 
 type routerSpec struct {
@@ -440,6 +445,7 @@ func (p *parser) build(f *fileSpec) *lifeline.Topology {
 			RegionDownAfter: f.Control.RegionDownAfter.Duration,
 		},
 		Links: lifeline.Links{CrossRegion: lifeline.Link{Latency: f.Links.CrossRegion.Latency.Duration}},
+		API:   lifeline.API{Port: f.API.Port},
 		Router: lifeline.Router{Address: f.Router.Address, DNSPort: f.Router.DNSPort, HTTPPort: f.Router.HTTPPort,
 			Health: lifeline.HealthChecks{Interval: f.Router.Health.Interval.Duration, Timeout: f.Router.Health.Timeout.Duration,
 				Fails: f.Router.Health.Fails, Passes: f.Router.Health.Passes, Quorum: f.Router.Health.Quorum}},
@@ -595,6 +601,7 @@ func (p *parser) validate(t *lifeline.Topology) {
 	}
 	p.checkPort("router.dns-port", t.Router.DNSPort)
 	p.checkPort("router.http-port", t.Router.HTTPPort)
+	p.checkPort("api.port", t.API.Port)
 	if h := t.Router.Health; h.Timeout > h.Interval {
 		p.at("router.health.timeout", "router.health.timeout %s must not exceed the interval %s", h.Timeout, h.Interval)
 	}

@@ -29,6 +29,8 @@ type Report struct {
 	// none does, e.g. during an election).
 	Controller string     `json:"controller"`
 	Workloads  []Workload `json:"workloads"`
+	// API lists the base URL of every agent's HTTP API (and dashboard).
+	API []string `json:"api,omitempty"`
 }
 
 // Workload is one workload's state.
