@@ -99,6 +99,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent running", "pid", os.Getpid())
 
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// The operator surface failing (its port taken) must not stop
+		// the node's database: it is logged, and status lists the API
+		// endpoints so that another agent's can be used.
+		if err := a.serveAPI(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("operator API stopped", "err", err)
+		}
+	}()
 	var instances []*workloadRunner
 	for i := range t.Workloads {
 		// Every node runs every workload's runner: which nodes hold a

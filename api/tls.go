@@ -201,3 +201,27 @@ func ClientTLS(files ...string) (*tls.Config, error) {
 	}
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
+
+// NodePair is a node's certificate from the topology's own authority
+// (certs/node-REGION-ZONE.crt and .key under the data directory, as
+// `lifeline certs` lays them out), when it has one.
+func NodePair(dataDir string, id lifeline.NodeID) (CertPair, bool) {
+	dir := filepath.Join(dataDir, "certs")
+	p := CertPair{Cert: filepath.Join(dir, "node-"+id.Region+"-"+id.Zone+".crt"), Key: filepath.Join(dir, "node-"+id.Region+"-"+id.Zone+".key")}
+	for _, f := range []string{p.Cert, p.Key} {
+		if _, err := os.Stat(f); err != nil {
+			return p, false
+		}
+	}
+	return p, true
+}
+
+// ServerPair is the certificate an agent serves the API with: its node's
+// from the topology's authority when there is one, else the data
+// directory's self-signed pair (made now when missing).
+func ServerPair(dataDir string, t *lifeline.Topology, id lifeline.NodeID) (CertPair, error) {
+	if p, ok := NodePair(dataDir, id); ok {
+		return p, nil
+	}
+	return EnsureSelfSigned(dataDir, Hosts(t))
+}

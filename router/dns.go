@@ -44,6 +44,8 @@ type DNSSettings struct {
 	InfraTTL time.Duration
 	// Rand draws for the weighted policy; math/rand/v2's IntN when nil.
 	Rand func(n int) int
+	// Observer, when set, is told of every answer.
+	Observer Observer
 }
 
 // DNS is the authoritative server for every workload's routing hostname.
@@ -267,7 +269,8 @@ func (d *DNS) reply(raw []byte, client netip.Addr, udp bool, buf []byte) []byte 
 		Nscount: binary.BigEndian.Uint16(raw[8:]), Arcount: binary.BigEndian.Uint16(raw[10:]),
 	}
 	var m *dns.Msg
-	switch action := acceptMsg(dh); action {
+	action := acceptMsg(dh)
+	switch action {
 	case dns.MsgIgnore:
 		return nil
 	case dns.MsgReject, dns.MsgRejectNotImplemented:
@@ -278,7 +281,11 @@ func (d *DNS) reply(raw []byte, client netip.Addr, udp bool, buf []byte) []byte 
 			m = errorReply(dh, dns.MsgReject)
 		} else {
 			m = d.Answer(req, client, udp)
+			action = dns.MsgAccept // observed by Answer
 		}
+	}
+	if action != dns.MsgAccept && d.cfg.Observer != nil {
+		d.cfg.Observer.DNSAnswer(answerLabel(m, ""))
 	}
 	b, err := m.PackBuffer(buf)
 	if err != nil {
@@ -303,15 +310,24 @@ func errorReply(dh dns.Header, action dns.MsgAcceptAction) *dns.Msg {
 // source address; udp says whether it came over UDP, which bounds the
 // answer's size). It never fails: every problem is an rcode.
 func (d *DNS) Answer(req *dns.Msg, client netip.Addr, udp bool) *dns.Msg {
-	m := new(dns.Msg)
+	m, region := d.answer(req, client, udp)
+	if d.cfg.Observer != nil {
+		d.cfg.Observer.DNSAnswer(answerLabel(m, region))
+	}
+	return m
+}
+
+// answer is Answer; region is the region an A query was answered with.
+func (d *DNS) answer(req *dns.Msg, client netip.Addr, udp bool) (m *dns.Msg, region string) {
+	m = new(dns.Msg)
 	m.SetReply(req)
 	if req.Opcode != dns.OpcodeQuery {
 		m.Rcode = dns.RcodeNotImplemented
-		return m
+		return m, ""
 	}
 	if len(req.Question) != 1 {
 		m.Rcode = dns.RcodeFormatError
-		return m
+		return m, ""
 	}
 	size := dns.MaxMsgSize
 	if udp {
@@ -323,7 +339,7 @@ func (d *DNS) Answer(req *dns.Msg, client netip.Addr, udp bool) *dns.Msg {
 		if opt.Version() != 0 {
 			m.SetEdns0(uint16(d.cfg.UDPSize), false)
 			m.Rcode = dns.RcodeBadVers
-			return m
+			return m, ""
 		}
 		if udp {
 			size = min(max(int(opt.UDPSize()), dns.MinMsgSize), d.cfg.UDPSize)
@@ -361,6 +377,7 @@ func (d *DNS) Answer(req *dns.Msg, client netip.Addr, udp bool) *dns.Msg {
 		dec := route.Choose(client, d.cfg.Rand)
 		if dec.Index >= 0 {
 			m.Answer = route.a[dec.Index]
+			region = route.Regions[dec.Index].Name
 		}
 		if len(m.Answer) == 0 {
 			m.Ns = []dns.RR{d.soa(z)} // a region without IPv4 addresses: NODATA
@@ -402,7 +419,7 @@ func (d *DNS) Answer(req *dns.Msg, client netip.Addr, udp bool) *dns.Msg {
 		}
 	}
 	m.Truncate(size)
-	return m
+	return m, region
 }
 
 func (d *DNS) soa(z *zone) dns.RR {

@@ -91,6 +91,10 @@ type FrontDoorSettings struct {
 	// the client's address; otherwise the header is replaced. Set it on a
 	// regional front door that only the global entry point reaches.
 	TrustForwarded bool
+	// Name labels the door in metrics ("global", "WORKLOAD/REGION");
+	// Observer, when set, is told of every request answered.
+	Name     string
+	Observer Observer
 }
 
 // WithDefaults fills unset settings.

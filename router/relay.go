@@ -92,6 +92,7 @@ type clientConn struct {
 	purl        url.URL
 	start       time.Time
 	lastPost    bool
+	code        int // the status the request was answered with (0: none)
 
 	// The hang-up watch (see watch).
 	watching   bool
@@ -254,8 +255,23 @@ func (cc *clientConn) handlePlain(pr plainRequest) bool {
 	return cc.serve1(&cc.preq)
 }
 
-// serve1 serves one request that was read and checked.
+// serve1 serves one request that was read and checked, and tells the
+// observer, if any, how it was answered.
 func (cc *clientConn) serve1(req *http.Request) bool {
+	o := cc.d.cfg.Observer
+	if o == nil {
+		return cc.serveRequest(req)
+	}
+	start := time.Now()
+	cc.code = 0
+	keep := cc.serveRequest(req)
+	if cc.code != 0 {
+		o.HTTPRequest(cc.d.cfg.Name, cc.code, time.Since(start))
+	}
+	return keep
+}
+
+func (cc *clientConn) serveRequest(req *http.Request) bool {
 	d := cc.d
 	cc.req = req
 	defer func() { cc.req = nil }()
@@ -335,6 +351,7 @@ func (cc *clientConn) closeWriteAndWait() {
 func (cc *clientConn) respond(req *http.Request, code int, body, header string, keep bool) bool {
 	keep = keep && cc.keepAlive(req)
 	bw := cc.bw
+	cc.code = code
 	writeStatusLine(bw, code)
 	bw.WriteString("Date: ")
 	bw.Write(time.Now().UTC().AppendFormat(bw.AvailableBuffer(), http.TimeFormat))
@@ -765,6 +782,7 @@ func (cc *clientConn) relay(req *http.Request, resp *http.Response, pc *h1Conn, 
 		}
 		cc.watch()
 	}
+	cc.code = resp.StatusCode
 	writeStatusLine(bw, resp.StatusCode)
 	writeHeader(bw, resp.Header, connectionTokens(resp.Header["Connection"], nil), true, hasBody)
 	switch {
@@ -817,6 +835,7 @@ func (cc *clientConn) relayPlain(req *http.Request, pc *h1Conn) bool {
 	bw := cc.bw
 	keep := cc.keepAlive(req)
 	streaming := int64(pc.br.Buffered()-a.size) < a.length || a.length > int64(bw.Available()-len(a.fields)-64)
+	cc.code = a.code
 	writeStatusLine(bw, a.code)
 	bw.Write(a.fields) // before the Discard: it points into pc.br's buffer
 	cc.writeConnection(req, keep)
@@ -914,6 +933,7 @@ func (cc *clientConn) tunnel(req *http.Request, resp *http.Response, pc *h1Conn,
 	if !cc.state.CompareAndSwap(stateActive, stateTunnel) {
 		return false // a hard stop
 	}
+	cc.code = resp.StatusCode
 	writeStatusLine(cc.bw, resp.StatusCode)
 	writeHeader(cc.bw, resp.Header, nil, false, false)
 	cc.bw.WriteString("\r\n")

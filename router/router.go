@@ -32,6 +32,9 @@ type Options struct {
 	// Home is the region the router sits in: the reader endpoint prefers
 	// its standbys. Default: each workload's active region at the time.
 	Home string
+	// Observer, when set, is told of every HTTP request and DNS query
+	// answered (metrics).
+	Observer Observer
 }
 
 // Endpoints are a workload's entry points as `status` shows them.
@@ -94,7 +97,7 @@ func Run(ctx context.Context, t *lifeline.Topology, s *store.Store, opts Options
 			}
 		}()
 	}
-	fd := FrontDoorSettings{}
+	fd := FrontDoorSettings{Observer: opts.Observer}
 	for i := range t.Workloads {
 		w := &t.Workloads[i]
 		wr := NewWriter(t, w, s, log)
@@ -106,15 +109,16 @@ func Run(ctx context.Context, t *lifeline.Topology, s *store.Store, opts Options
 			cfg := fd
 			cfg.Addr = RegionalAddress(t, w, region)
 			cfg.TrustForwarded = true
+			cfg.Name = w.Name + "/" + region.Name
 			reg := NewRegional(region.Name, cfg, log)
 			r.regional[w.Name+"/"+region.Name] = reg
 			run("front door of "+w.Name+" in "+region.Name, runDoor(reg.door))
 		}
 	}
 	r.rebuild(ctx)
-	global := NewGlobal(r.table, FrontDoorSettings{Addr: net.JoinHostPort(t.Router.Address, strconv.Itoa(t.Router.HTTPPort))}, log)
+	global := NewGlobal(r.table, FrontDoorSettings{Addr: net.JoinHostPort(t.Router.Address, strconv.Itoa(t.Router.HTTPPort)), Name: "global", Observer: opts.Observer}, log)
 	run("global front door", runDoor(global.door))
-	dns := NewDNS(r.table, DNSSettings{Addr: net.JoinHostPort(t.Router.Address, strconv.Itoa(t.Router.DNSPort))}, log)
+	dns := NewDNS(r.table, DNSSettings{Addr: net.JoinHostPort(t.Router.Address, strconv.Itoa(t.Router.DNSPort)), Observer: opts.Observer}, log)
 	run("dns", func(ctx context.Context) error {
 		if err := dns.Listen(); err != nil {
 			return err
