@@ -13,8 +13,62 @@ import (
 // snapshot, and the agent that answered.
 type Event struct {
 	telemetry.Snapshot
-	Node string   `json:"node"`
-	API  []string `json:"api"`
+	Node     string        `json:"node"`
+	API      []string      `json:"api"`
+	Topology *TopologyView `json:"topology"`
+	// Gamedays is the game-day history (newest first); GamedaysNote says
+	// why there is none.
+	Gamedays     []json.RawMessage `json:"gamedays"`
+	GamedaysNote string            `json:"gamedays_note,omitempty"`
+}
+
+// TopologyView is the shape of the topology the dashboard draws.
+type TopologyView struct {
+	Regions []RegionView `json:"regions"`
+	Witness string       `json:"witness,omitempty"`
+	Router  string       `json:"router"`
+}
+
+// RegionView is one region and its zones.
+type RegionView struct {
+	Name  string     `json:"name"`
+	Entry string     `json:"entry"`
+	Zones []ZoneView `json:"zones"`
+}
+
+// ZoneView is one zone's node.
+type ZoneView struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+func (s *Server) topologyView() *TopologyView {
+	t := s.cfg.T
+	v := &TopologyView{Router: t.Router.Address}
+	if t.Witness != nil {
+		v.Witness = t.Witness.Address
+	}
+	for _, r := range t.Regions {
+		rv := RegionView{Name: r.Name, Entry: r.Entry}
+		for _, z := range r.Zones {
+			rv.Zones = append(rv.Zones, ZoneView{Name: z.Name, Address: z.Address})
+		}
+		v.Regions = append(v.Regions, rv)
+	}
+	return v
+}
+
+// event is the cluster as the dashboard gets it.
+func (s *Server) event(snap telemetry.Snapshot) Event {
+	e := Event{Snapshot: snap, Node: s.cfg.Node, API: APIEndpoints(s.cfg.T), Topology: s.topologyView()}
+	entries, err := s.gamedayEntries()
+	if err != nil {
+		e.GamedaysNote = err.Error()
+	}
+	for i := len(entries) - 1; i >= 0; i-- {
+		e.Gamedays = append(e.Gamedays, entries[i])
+	}
+	return e
 }
 
 // heartbeat keeps an idle event stream open through proxies.
@@ -38,7 +92,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ Identity) erro
 		if !ok {
 			return nil
 		}
-		b, err := json.Marshal(Event{Snapshot: snap, Node: s.cfg.Node, API: APIEndpoints(s.cfg.T)})
+		b, err := json.Marshal(s.event(snap))
 		if err != nil {
 			return err
 		}
