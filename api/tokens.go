@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -152,4 +154,36 @@ func (s StaticTokens) Lookup(token string) (Identity, bool, error) {
 	}
 	id.role = r
 	return id, true, nil
+}
+
+// AdminTokenPath is where `lifeline up` keeps the local operator's token.
+func AdminTokenPath(dataDir string) string { return filepath.Join(dataDir, Dir, AdminTokenFile) }
+
+// EnsureAdminToken makes sure the data directory holds a token of the
+// approver role that the control store knows (AdminTokenName): the one
+// already there, else a new one written to AdminTokenPath (mode 0600).
+// It reports whether it made one.
+func EnsureAdminToken(ctx context.Context, s *store.Store, dataDir string) (bool, error) {
+	path := AdminTokenPath(dataDir)
+	if b, err := os.ReadFile(path); err == nil {
+		tok := strings.TrimSpace(string(b))
+		all, err := s.Tokens(ctx)
+		if err != nil {
+			return false, err
+		}
+		if t, ok := all[AdminTokenName]; ok && t.SHA256 == Hash(tok) {
+			return false, nil
+		}
+	}
+	tok, _, err := CreateToken(ctx, s, AdminTokenName, Approver, "lifeline up", true)
+	if err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+		return false, err
+	}
+	if err := writeAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+		return false, err
+	}
+	return true, nil
 }

@@ -33,6 +33,12 @@ type Options struct {
 	// Out receives progress lines for the operator.
 	Out    io.Writer
 	Logger *slog.Logger
+	// Prepare, when set, runs once the data directory is claimed, before
+	// any process starts; Ready once every database is ready, before up
+	// says the topology is up. (The operator surface's certificate and
+	// admin token.)
+	Prepare func(dataDir string) error
+	Ready   func(ctx context.Context, dataDir string) error
 }
 
 // Runner runs a local topology: the WAN links, the witness, one agent
@@ -101,6 +107,11 @@ func Up(ctx context.Context, t *lifeline.Topology, opts Options) error {
 	if err := owner.CheckReachable(filepath.Join(dir.Path, "nodes")); err != nil {
 		return err
 	}
+	if opts.Prepare != nil {
+		if err := opts.Prepare(dir.Path); err != nil {
+			return err
+		}
+	}
 	r := &Runner{
 		t: t, opts: opts, dir: dir, log: opts.Logger, out: opts.Out,
 		procs: map[string]*process{}, down: make(chan struct{}), exits: make(chan string, 16),
@@ -145,6 +156,11 @@ func (r *Runner) run(ctx context.Context) error {
 	r.printf("started %d agents; logs in %s", len(r.t.Nodes()), filepath.Join(r.dir.Path, logDir))
 	if err := r.waitReady(ctx, start); err != nil {
 		return err
+	}
+	if r.opts.Ready != nil {
+		if err := r.opts.Ready(ctx, r.dir.Path); err != nil {
+			return err
+		}
 	}
 	r.printf("topology %s is up (%.1fs). In another terminal: lifeline status --data-dir %s", r.t.Name, time.Since(start).Seconds(), r.dir.Path)
 	for {

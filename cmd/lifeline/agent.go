@@ -1,13 +1,22 @@
 package main
 
 import (
+	"context"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"strconv"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/api"
+	"github.com/lifeline-dr/lifeline/metrics"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/router"
 	"github.com/lifeline-dr/lifeline/spec"
@@ -74,11 +83,14 @@ func newWitness() *cobra.Command {
 }
 
 func newRouter() *cobra.Command {
-	var file, home string
+	var file, home, dataDir string
 	cmd := &cobra.Command{
 		Use:   "router -f SPEC",
 		Short: "Serve the workloads' entry points: DNS, HTTP front doors, writer and reader endpoints",
-		Args:  cobra.NoArgs,
+		Long: `Serves the workloads' entry points, and its own Prometheus metrics (requests, errors and
+latency of each front door, DNS answers by region) at https://ROUTER-ADDRESS:API-PORT/metrics,
+with the data directory's certificate.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := spec.Load(file)
 			if err != nil {
@@ -90,11 +102,44 @@ func newRouter() *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			return router.Run(cmd.Context(), t, s, router.Options{Home: home}, log)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			observer := metrics.NewRouter(reg)
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			metricsDone := make(chan error, 1)
+			go func() { metricsDone <- serveRouterMetrics(ctx, t, dataDir, reg, log) }()
+			err = router.Run(ctx, t, s, router.Options{Home: home, Observer: observer}, log)
+			cancel()
+			if merr := <-metricsDone; merr != nil && err == nil {
+				log.Error("router metrics", "err", merr)
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file")
 	cmd.Flags().StringVar(&home, "region", "", "the region this router sits in: the reader endpoint prefers its standbys (default: each workload's active region)")
-	cmd.Flags().String("data-dir", defaultDataDir, "unused; accepted for symmetry with the other commands")
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "where the API's certificate is (DATA/api/tls.crt; made when missing)")
 	return cmd
+}
+
+// serveRouterMetrics serves /metrics on the router's address at the API
+// port until ctx ends.
+func serveRouterMetrics(ctx context.Context, t *lifeline.Topology, dataDir string, reg *prometheus.Registry, log *slog.Logger) error {
+	pair, err := api.EnsureSelfSigned(dataDir, api.Hosts(t))
+	if err != nil {
+		return err
+	}
+	tlsConfig, err := pair.ServerTLS()
+	if err != nil {
+		return err
+	}
+	host := t.Router.Address
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(t.API.Port)))
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return api.Serve(ctx, ln, tlsConfig, mux, log)
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,16 +16,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/api"
 	"github.com/lifeline-dr/lifeline/backup"
 	"github.com/lifeline-dr/lifeline/controller"
 	"github.com/lifeline-dr/lifeline/postgres"
-	"github.com/lifeline-dr/lifeline/status"
 	"github.com/lifeline-dr/lifeline/store"
 )
 
@@ -121,24 +121,28 @@ func newBackup() *cobra.Command {
 		Use:   "now",
 		Short: "Take a full base backup now (from a standby of the primary's region when one is healthy)",
 		Args:  cobra.NoArgs,
+		Long: `Takes a full base backup now, on an agent (through its API, as a token of the operator
+role), from a standby of the primary's region when one is healthy. It waits until the backup is
+stored; a hang-up does not abort it.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := openBackupEnv(dataDir, workload)
+			t, c, err := operatorClient(cmd, dataDir)
 			if err != nil {
 				return err
 			}
-			defer e.s.Close()
-			ctx := cmd.Context()
-			progress, done := progressFor(cmd.ErrOrStderr(), estimateSize(ctx, e))
-			info, err := e.b.Now(ctx, e.w, progress)
-			done()
+			w, err := pickWorkload(t, workload)
 			if err != nil {
 				return err
+			}
+			var info backup.Info
+			fmt.Fprintf(cmd.ErrOrStderr(), "taking a base backup of %s...\n", w.Name)
+			if err := c.Do(cmd.Context(), http.MethodPost, api.V1+"/workloads/"+url.PathEscape(w.Name)+"/backups", nil, &info); err != nil {
+				return apiError(err)
 			}
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), info)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "backup %s of %s from %s: %s in %.1fs (%.1f MB/s), WAL %s..%s\n",
-				info.ID, e.w.Name, info.Node, mb(info.Bytes), info.Duration.Seconds(), float64(info.Bytes)/1e6/info.Duration.Seconds(), info.StartWAL, info.StopWAL)
+			fmt.Fprintf(cmd.OutOrStdout(), "backup %s of %s from %s (through %s): %s in %.1fs (%.1f MB/s), WAL %s..%s\n",
+				info.ID, w.Name, info.Node, c.Endpoint(), mb(info.Bytes), info.Duration.Seconds(), float64(info.Bytes)/1e6/info.Duration.Seconds(), info.StartWAL, info.StopWAL)
 			return nil
 		},
 	}
@@ -207,23 +211,36 @@ func newBackup() *cobra.Command {
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Restore the latest backup into a scratch directory, start it and check it (amcheck, row counts)",
-		Args:  cobra.NoArgs,
+		Long: `A restore drill, run by an agent (through its API, as a token of the operator role):
+the latest backup of the region's repository is restored into a scratch directory, started,
+checked with amcheck and counted, then removed. The result is recorded (status shows it).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := openBackupEnv(dataDir, workload)
+			t, c, err := operatorClient(cmd, dataDir)
 			if err != nil {
 				return err
 			}
-			defer e.s.Close()
-			ctx := cmd.Context()
-			r, err := e.region(ctx, region)
+			w, err := pickWorkload(t, workload)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "verifying the latest backup of %s in %s...\n", e.w.Name, r)
-			res, err := e.b.Verify(ctx, e.w, r)
-			if asJSON && res != nil {
+			if region != "" {
+				if _, err := t.Region(region); err != nil {
+					return &exitError{code: 2, err: err}
+				}
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "verifying the latest backup of %s in %s...\n", w.Name, orDash(region))
+			var res backup.VerifyResult
+			path := api.V1 + "/workloads/" + url.PathEscape(w.Name) + "/backups/verify"
+			if region != "" {
+				path += "?region=" + url.QueryEscape(region)
+			}
+			if err := c.Do(cmd.Context(), http.MethodPost, path, nil, &res); err != nil {
+				return apiError(err)
+			}
+			if asJSON {
 				_ = printJSON(cmd.OutOrStdout(), res)
-			} else if res != nil {
+			} else {
 				verdict := "PASS"
 				if !res.Passed {
 					verdict = "FAIL: " + res.Failure
@@ -237,10 +254,7 @@ func newBackup() *cobra.Command {
 					rows += t.Rows
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: backup %s restored in %.1fs, recovered in %.1fs, %.1fs in all (RTO %s: %s); amcheck on %d indexes; %d tables, %d rows\n",
-					verdict, backupID, res.RestoreSeconds, res.RecoverySeconds, res.TotalSeconds, e.w.Objectives.RTO, withinWord(res.TotalSeconds, e.w.Objectives.RTO), res.Indexes, len(res.Tables), rows)
-			}
-			if err != nil {
-				return err
+					verdict, backupID, res.RestoreSeconds, res.RecoverySeconds, res.TotalSeconds, w.Objectives.RTO, withinWord(res.TotalSeconds, w.Objectives.RTO), res.Indexes, len(res.Tables), rows)
 			}
 			if !res.Passed {
 				return &exitError{code: 1, err: fmt.Errorf("verification failed: %s", res.Failure)}
@@ -263,66 +277,6 @@ func withinWord(seconds float64, rto time.Duration) string {
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
-
-// estimateSize is the databases' size, the length of a progress bar.
-func estimateSize(ctx context.Context, e *backupEnv) int64 {
-	rep, err := status.Collect(ctx, e.s, e.t)
-	if err != nil {
-		return -1
-	}
-	for _, w := range rep.Workloads {
-		if w.Name != e.w.Name {
-			continue
-		}
-		for _, n := range w.Nodes {
-			if n.Role != string(lifeline.RolePrimary) {
-				continue
-			}
-			conn, err := e.b.ConnectNode(ctx, e.w, n.Region, n.Zone)
-			if err != nil {
-				return -1
-			}
-			defer conn.Close(context.Background())
-			var size int64
-			if conn.QueryRow(ctx, "SELECT sum(pg_database_size(datname))::bigint FROM pg_database").Scan(&size) == nil {
-				return size
-			}
-		}
-	}
-	return -1
-}
-
-// progressFor draws a progress bar with throughput on a terminal and plain
-// lines every few seconds otherwise.
-func progressFor(out io.Writer, total int64) (func(backup.Progress), func()) {
-	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		bar := progressbar.NewOptions64(total,
-			progressbar.OptionSetWriter(out), progressbar.OptionShowBytes(true), progressbar.OptionSetWidth(30),
-			progressbar.OptionSetDescription("backup"), progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionSetPredictTime(true))
-		return func(p backup.Progress) {
-				if p.Bytes > bar.GetMax64() {
-					bar.ChangeMax64(p.Bytes)
-				}
-				if p.Phase != "copy" {
-					bar.Describe("backup: " + p.Phase)
-				}
-				_ = bar.Set64(p.Bytes)
-			}, func() {
-				_ = bar.Finish()
-				fmt.Fprintln(out)
-			}
-	}
-	last := time.Time{}
-	return func(p backup.Progress) {
-		if time.Since(last) < 5*time.Second && p.Phase == "copy" {
-			return
-		}
-		last = time.Now()
-		rate := float64(p.Bytes) / 1e6 / max(p.Elapsed.Seconds(), 0.001)
-		fmt.Fprintf(out, "backup: %s %s in %s (%.1f MB/s), %d parts\n", p.Phase, mb(p.Bytes), p.Elapsed.Round(time.Second), rate, p.Parts)
-	}, func() {}
-}
 
 func newRestore() *cobra.Command {
 	var dataDir, workload, region, into, toTime, toLSN string

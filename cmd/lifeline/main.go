@@ -14,6 +14,7 @@ import (
 
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/api"
 	"github.com/lifeline-dr/lifeline/local"
 	"github.com/lifeline-dr/lifeline/store"
 )
@@ -51,7 +52,12 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newController(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore(), newRouting(),
-		newApprove(), newReject(), newFailover(), newSwitchover(), newFailback(), newAlarms())
+		newApprove(), newReject(), newFailover(), newSwitchover(), newFailback(), newAlarms(), newToken())
+	// The commands that change something go through an agent's API with
+	// a token: --token, else $LIFELINE_TOKEN, else the admin token `up`
+	// left in the data directory.
+	root.PersistentFlags().String("token", "", "API token (default: $"+api.TokenEnv+", else DATA/api/admin.token)")
+	root.PersistentFlags().String("ca", "", "a PEM certificate to trust the API with, besides the data directory's")
 	return root
 }
 

@@ -6,57 +6,84 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os/user"
+	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/api"
 	"github.com/lifeline-dr/lifeline/controller"
+	"github.com/lifeline-dr/lifeline/local"
+	"github.com/lifeline-dr/lifeline/ops"
 	"github.com/lifeline-dr/lifeline/runbook"
-	"github.com/lifeline-dr/lifeline/store"
 )
 
-// actor names the operator for the audit log: --as, else the OS user.
-func actor(as string) string {
-	if as != "" {
-		return as
+// operatorClient is the API client of the topology in dataDir: every
+// state-changing command goes through an agent's API, so that the audit
+// log names the token behind the change.
+func operatorClient(cmd *cobra.Command, dataDir string) (*lifeline.Topology, *api.Client, error) {
+	t, err := local.LoadTopology(dataDir)
+	if err != nil {
+		return nil, nil, err
 	}
-	if u, err := user.Current(); err == nil {
-		return u.Username
+	token, _ := cmd.Flags().GetString("token")
+	ca, _ := cmd.Flags().GetString("ca")
+	c, err := api.LocalClient(dataDir, t, token, ca)
+	if err != nil {
+		return nil, nil, err
 	}
-	return "operator"
+	return t, c, nil
 }
 
-func catalog(t *lifeline.Topology) controller.Catalog {
-	return controller.Catalog{Env: &controller.Env{T: t}}
+// apiError turns an API refusal into the exit codes the commands have
+// always had: 2 for a wrong request, 3 for a refusal or a lock.
+func apiError(err error) error {
+	var ce *api.CallError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	switch ce.Body.Kind {
+	case string(ops.Invalid):
+		return &exitError{code: 2, err: err}
+	case string(ops.Refused), string(ops.Locked):
+		return &exitError{code: 3, err: err}
+	}
+	return err
 }
 
 // printPlan prints a runbook kind's steps for a workload without running them.
-func printPlan(out io.Writer, w *lifeline.Workload, kind, detail string) error {
-	steps, phase, err := controller.Plan(kind, w.Strategy)
+func printPlan(out io.Writer, t *lifeline.Topology, workload, kind, to string) error {
+	p, err := ops.Plan(t, workload, kind, to)
 	if err != nil {
+		var oe *ops.Error
+		if errors.As(err, &oe) && oe.Kind == ops.Invalid {
+			return &exitError{code: 2, err: err}
+		}
 		return err
 	}
-	fmt.Fprintf(out, "%s of %s (%s, %s; phase %s while it runs):\n", kind, w.Name, w.Strategy, detail, phase)
+	fmt.Fprintf(out, "%s of %s (%s, to %s; phase %s while it runs):\n", p.Kind, p.Workload, p.Strategy, p.To, p.Phase)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	for i, s := range steps {
-		fmt.Fprintf(tw, "  %d.\t%s\t%s\n", i+1, s, controller.StepDoc[s])
+	for i, s := range p.Steps {
+		fmt.Fprintf(tw, "  %d.\t%s\t%s\n", i+1, s.Name, s.Doc)
 	}
 	return tw.Flush()
 }
 
 // follow prints a runbook's steps as they end, until it ends; its error is
 // the runbook's.
-func follow(ctx context.Context, out io.Writer, s *store.Store, id string) error {
+func follow(ctx context.Context, out io.Writer, c *api.Client, id string) error {
 	printed := map[string]bool{}
 	waiting := false
 	for {
-		rb, err := runbook.Get(ctx, s, id)
-		if err != nil {
+		var rb runbook.Runbook
+		if err := c.Do(ctx, http.MethodGet, api.V1+"/runbooks/"+url.PathEscape(id), nil, &rb); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("runbook %s still running (lifeline runbooks shows it): %w", id, ctx.Err())
+			}
 			fmt.Fprintf(out, "  (cannot read the runbook: %v; retrying)\n", err)
 		} else {
 			for _, st := range rb.Steps {
@@ -85,23 +112,22 @@ func follow(ctx context.Context, out io.Writer, s *store.Store, id string) error
 	}
 }
 
-// begin starts a runbook for an operator and follows it unless asked not to.
-func begin(cmd *cobra.Command, t *lifeline.Topology, s *store.Store, req runbook.Request, wait bool) error {
+// begin asks an agent to start a runbook and follows it unless asked not to.
+func begin(cmd *cobra.Command, c *api.Client, path string, req api.RunbookRequest, wait bool) error {
 	ctx := cmd.Context()
-	bctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	rb, err := runbook.Begin(bctx, s, catalog(t), req, time.Now(), "")
+	bctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	var started api.Started
+	err := c.Do(bctx, http.MethodPost, path, req, &started)
 	cancel()
 	if err != nil {
-		if errors.Is(err, runbook.ErrLocked) {
-			return &exitError{code: 3, err: err}
-		}
-		return err
+		return apiError(err)
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "started %s (%s of %s); the controller leader runs it\n", rb.ID, req.Kind, req.Workload)
+	rb := started.Runbook
+	fmt.Fprintf(cmd.OutOrStdout(), "started %s (%s of %s through %s); the controller leader runs it\n", rb.ID, rb.Kind, rb.Workload, c.Endpoint())
 	if !wait {
 		return nil
 	}
-	return follow(ctx, cmd.OutOrStdout(), s, rb.ID)
+	return follow(ctx, cmd.OutOrStdout(), c, rb.ID)
 }
 
 func newApprove() *cobra.Command { return newDecision(true) }
@@ -117,79 +143,31 @@ func newDecision(approve bool) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   verb + " RUNBOOK [--reason TEXT]",
 		Short: what,
-		Long: what + `. The decision, who took it, when and why, is written to the audit log in the
-same transaction as the decision itself, before the runbook moves on. Approving checks that
-the region failed over to can take over (a running standby within the RPO of the lost
-primary's last position, or for backup-restore a base backup in its own repository);
---force overrides those refusals and is recorded.`,
+		Long: what + `. The decision, who took it (the API token, and --as), when and why, is written to
+the audit log in the same transaction as the decision itself, before the runbook moves on.
+Approving checks that the region failed over to can take over (a running standby within the
+RPO of the lost primary's last position, or for backup-restore a base backup in its own
+repository); --force overrides those refusals and is recorded. Needs a token of the
+approver role; it goes through an agent's API.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, s, err := openStore(dataDir)
+			_, c, err := operatorClient(cmd, dataDir)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
+			ctx, cancel := context.WithTimeout(cmd.Context(), 20*time.Second)
 			defer cancel()
-			rb, err := runbook.Get(ctx, s, args[0])
-			if err != nil {
-				return err
+			var res api.DecisionView
+			if err := c.Do(ctx, http.MethodPost, api.V1+"/runbooks/"+url.PathEscape(args[0])+"/"+verb, api.DecisionRequest{Reason: reason, Force: force, As: as}, &res); err != nil {
+				return apiError(err)
 			}
-			w, err := t.Workload(rb.Workload)
-			if err != nil {
-				return err
-			}
-			if approve && !force {
-				st, _, _, err := s.State(ctx, w.Name)
-				if err != nil {
-					return err
-				}
-				reports, err := s.Statuses(ctx, w.Name)
-				if err != nil {
-					return err
-				}
-				var copyRec *lifeline.CopyRecord
-				var rec lifeline.CopyRecord
-				if _, found, err := s.Get(ctx, s.Keys().BackupState(w.Name, "copy-"+rb.Params["to_region"]), &rec); err == nil && found {
-					copyRec = &rec
-				}
-				if err := controller.CheckFailover(t, w, st, rb.Params["to_region"], reports, rb.Evidence, copyRec, time.Now()); err != nil {
-					return &exitError{code: 3, err: fmt.Errorf("approve %s: %w", rb.ID, err)}
-				}
-			}
-			a := &lifeline.Approval{Runbook: rb.ID, Approve: approve, By: actor(as), At: time.Now().UTC(), Reason: reason, Force: force}
-			_, err = s.UpdateState(ctx, w.Name, func(st *lifeline.WorkloadState, c *store.Change) error {
-				switch {
-				case st.Runbook != rb.ID:
-					return fmt.Errorf("%s is not in progress (the workload's runbook is %q)", rb.ID, st.Runbook)
-				case st.Approval != nil && st.Approval.Runbook == rb.ID:
-					return fmt.Errorf("%s was %s already by %s at %s", rb.ID, map[bool]string{true: "approved", false: "rejected"}[st.Approval.Approve],
-						st.Approval.By, st.Approval.At.Local().Format("15:04:05"))
-				case st.Phase != lifeline.PhaseWaitingApproval:
-					return fmt.Errorf("%s does not wait for approval (phase %s)", rb.ID, st.Phase)
-				}
-				st.Approval = a
-				if approve {
-					st.Phase = lifeline.PhaseFailingOver
-				}
-				result := verb + "d"
-				detail := reason
-				if force {
-					detail = "forced (readiness refusals overridden): " + detail
-				}
-				c.Audit = []lifeline.AuditEntry{{Time: a.At, Runbook: rb.ID, Workload: w.Name, Kind: "approval", Step: "await-approval", Result: result, Detail: detail, Actor: a.By}}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%sd %s as %s\n", verb, rb.ID, a.By)
+			fmt.Fprintf(cmd.OutOrStdout(), "%sd %s as %s\n", verb, args[0], res.Approval.By)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the topology's data directory")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
-	cmd.Flags().StringVar(&as, "as", "", "who decides (default: the OS user)")
+	cmd.Flags().StringVar(&as, "as", "", "who decides, recorded with the token's name")
 	if approve {
 		cmd.Flags().BoolVar(&force, "force", false, "override the readiness refusals (recorded in the audit log)")
 	}
@@ -206,64 +184,36 @@ func newFailover() *cobra.Command {
 region (its primary must have lost its lease; --force revokes it), promotes the most advanced
 standby of REGION (or, for backup-restore, restores there from REGION's own repository), scales
 the services and reroutes. Refused, with the evidence, when REGION cannot take over (no running
-standby, lag beyond the RPO, no backup); --force overrides and is recorded in the audit log.`,
+standby, lag beyond the RPO, no backup); --force overrides and is recorded in the audit log.
+Needs a token of the approver role; it goes through an agent's API.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, s, err := openStore(dataDir)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			w, err := pickWorkload(t, workload)
-			if err != nil {
-				return err
-			}
 			if to == "" {
 				return &exitError{code: 2, err: errors.New("--to REGION is required")}
 			}
-			if _, err := t.Region(to); err != nil {
-				return &exitError{code: 2, err: err}
-			}
 			if plan {
-				return printPlan(cmd.OutOrStdout(), w, string(controller.RegionFailover), "to "+to)
+				t, err := local.LoadTopology(dataDir)
+				if err != nil {
+					return err
+				}
+				return printPlan(cmd.OutOrStdout(), t, workload, string(controller.RegionFailover), to)
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-			snap, err := s.ReadSnapshot(ctx, w.Name)
-			cancel()
+			t, c, err := operatorClient(cmd, dataDir)
 			if err != nil {
 				return err
 			}
-			if !snap.HasState {
-				return fmt.Errorf("%s: %w", w.Name, store.ErrNoState)
+			w, err := ops.Workload(t, workload)
+			if err != nil {
+				return err
 			}
-			ev := controller.BuildEvidence(t, w, snap.State, snap.State.Active, snap.Reports[snap.State.Primary], snap.Reports, controller.Verdict{}, time.Now())
-			var copyRec *lifeline.CopyRecord
-			var rec lifeline.CopyRecord
-			ctx, cancel = context.WithTimeout(cmd.Context(), 15*time.Second)
-			if _, found, err := s.Get(ctx, s.Keys().BackupState(w.Name, "copy-"+to), &rec); err == nil && found {
-				copyRec = &rec
-			}
-			cancel()
-			if !force {
-				if err := controller.CheckFailover(t, w, snap.State, to, snap.Reports, &ev, copyRec, time.Now()); err != nil {
-					return &exitError{code: 3, err: fmt.Errorf("failover of %s to %s: %w", w.Name, to, err)}
-				}
-			}
-			who := actor(as)
-			params := map[string]string{"from": snap.State.Primary, "epoch": itoa(snap.State.Epoch), "from_region": snap.State.Active, "to_region": to,
-				"approved_by": who, "reason": reason, "lost_at": time.Now().UTC().Format(time.RFC3339Nano)}
-			if force {
-				params["force"] = "true"
-			}
-			ev.Copy = copyRec
-			return begin(cmd, t, s, runbook.Request{Workload: w.Name, Kind: string(controller.RegionFailover), Params: params, Evidence: &ev, Actor: who, Reason: reason}, !noWait)
+			return begin(cmd, c, api.V1+"/workloads/"+url.PathEscape(w.Name)+"/failover", api.RunbookRequest{To: to, Reason: reason, Force: force, As: as}, !noWait)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the topology's data directory")
 	cmd.Flags().StringVar(&workload, "workload", "", "workload (default: the only one)")
 	cmd.Flags().StringVar(&to, "to", "", "region to fail over to")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
-	cmd.Flags().StringVar(&as, "as", "", "who decides (default: the OS user)")
+	cmd.Flags().StringVar(&as, "as", "", "who decides, recorded with the token's name")
 	cmd.Flags().BoolVar(&force, "force", false, "override readiness refusals and revoke a lease still held (recorded in the audit log)")
 	cmd.Flags().BoolVar(&plan, "plan", false, "print the steps without running them")
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "start the runbook and return")
@@ -282,75 +232,45 @@ func newPlanned(kind string) *cobra.Command {
 receives), waits until the target has replayed it, promotes the target and repoints the
 others; the old primary follows the new one without a rewind or a copy. With a region as
 target, its most advanced streaming standby is taken. A target that does not stream is
-refused.`
+refused. Needs a token of the operator role; it goes through an agent's API.`
 	if kind == controller.Failback {
 		use, short, long = "failback --workload W [--to REGION] [--plan]",
 			"Bring the writer back to the region a failover left, once it has returned",
 			`Lifts the fence on the region (default: the spec's active region), waits until its nodes
 stream again (the old primary rejoins by pg_rewind, its WAL written after the fork saved to the
 repository; else by a new base backup), then moves the writer back with a switchover: no
-acknowledged write is lost. The runbook notes the bytes each rejoin copied.`
+acknowledged write is lost. The runbook notes the bytes each rejoin copied. Needs a token of
+the operator role; it goes through an agent's API.`
 	}
 	cmd := &cobra.Command{
 		Use: use, Short: short, Long: long, Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, s, err := openStore(dataDir)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			w, err := pickWorkload(t, workload)
-			if err != nil {
-				return err
-			}
-			if kind == controller.Failback && to == "" {
-				to = w.Active
-			}
-			if to == "" {
-				return &exitError{code: 2, err: errors.New("--to REGION or REGION/ZONE is required")}
-			}
-			region := to
-			if id, err := lifeline.ParseNodeID(to); err == nil {
-				if _, err := t.Zone(id); err != nil {
-					return &exitError{code: 2, err: err}
-				}
-				region = id.Region
-			} else if _, err := t.Region(to); err != nil {
-				return &exitError{code: 2, err: err}
-			}
 			if plan {
-				return printPlan(cmd.OutOrStdout(), w, kind, "to "+to)
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-			defer cancel()
-			st, _, found, err := s.State(ctx, w.Name)
-			if err != nil {
-				return err
-			}
-			if !found {
-				return fmt.Errorf("%s: %w", w.Name, store.ErrNoState)
-			}
-			if kind == controller.Switchover {
-				reports, err := s.Statuses(ctx, w.Name, clientv3.WithSerializable())
+				t, err := local.LoadTopology(dataDir)
 				if err != nil {
 					return err
 				}
-				if _, err := controller.SwitchoverTarget(t, w, st, to, reports, time.Now()); err != nil {
-					return &exitError{code: 3, err: fmt.Errorf("switchover of %s to %s refused: %w", w.Name, to, err)}
-				}
-			} else if st.Active == region && !st.IsFenced(region) {
-				return &exitError{code: 3, err: fmt.Errorf("failback of %s refused: %s is the active region already", w.Name, region)}
+				return printPlan(cmd.OutOrStdout(), t, workload, kind, to)
 			}
-			who := actor(as)
-			params := map[string]string{"from": st.Primary, "epoch": itoa(st.Epoch), "target": to, "to_region": region, "from_region": st.Active}
-			return begin(cmd, t, s, runbook.Request{Workload: w.Name, Kind: kind, Params: params, Actor: who, Reason: reason}, !noWait)
+			if kind == controller.Switchover && to == "" {
+				return &exitError{code: 2, err: errors.New("--to REGION or REGION/ZONE is required")}
+			}
+			t, c, err := operatorClient(cmd, dataDir)
+			if err != nil {
+				return err
+			}
+			w, err := ops.Workload(t, workload)
+			if err != nil {
+				return err
+			}
+			return begin(cmd, c, api.V1+"/workloads/"+url.PathEscape(w.Name)+"/"+kind, api.RunbookRequest{To: to, Reason: reason, As: as}, !noWait)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the topology's data directory")
 	cmd.Flags().StringVar(&workload, "workload", "", "workload (default: the only one)")
 	cmd.Flags().StringVar(&to, "to", "", "target region, or REGION/ZONE")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
-	cmd.Flags().StringVar(&as, "as", "", "who asks (default: the OS user)")
+	cmd.Flags().StringVar(&as, "as", "", "who asks, recorded with the token's name")
 	cmd.Flags().BoolVar(&plan, "plan", false, "print the steps without running them")
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "start the runbook and return")
 	return cmd
@@ -414,4 +334,3 @@ func newAlarms() *cobra.Command {
 	return cmd
 }
 
-func itoa(n int64) string { return fmt.Sprint(n) }

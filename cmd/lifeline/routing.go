@@ -4,18 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/user"
+	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lifeline-dr/lifeline/api"
 	"github.com/lifeline-dr/lifeline/router"
 )
 
 func newRouting() *cobra.Command {
-	var dataDir, workload, reason string
+	var dataDir, workload, reason, as string
 	var force, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "routing set REGION=on|off ... | routing show",
@@ -26,18 +28,15 @@ naming the rule, when it would leave a workload with every region off, or while 
 holds the workload (unless --force with --reason).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, s, err := openStore(dataDir)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-			defer cancel()
 			switch args[0] {
 			case "show":
 			case "set":
 				if len(args) < 2 {
 					return &exitError{code: 2, err: fmt.Errorf("routing set needs REGION=on|off")}
+				}
+				t, c, err := operatorClient(cmd, dataDir)
+				if err != nil {
+					return err
 				}
 				var names []string
 				if workload != "" {
@@ -47,18 +46,18 @@ holds the workload (unless --force with --reason).`,
 						names = append(names, w.Name)
 					}
 				}
-				actor := "lifeline routing"
-				if u, err := user.Current(); err == nil {
-					actor = u.Username
-				}
+				ctx, cancel := context.WithTimeout(cmd.Context(), 20*time.Second)
+				defer cancel()
 				for _, a := range args[1:] {
 					region, state, ok := strings.Cut(a, "=")
 					if !ok || (state != "on" && state != "off") {
 						return &exitError{code: 2, err: fmt.Errorf("%q: want REGION=on or REGION=off", a)}
 					}
+					on := state == "on"
 					for _, w := range names {
-						if err := router.Set(ctx, s, t, w, region, state == "on", router.ControlOptions{Force: force, Reason: reason, Actor: actor}); err != nil {
-							return err
+						path := api.V1 + "/workloads/" + url.PathEscape(w) + "/routing/" + url.PathEscape(region)
+						if err := c.Do(ctx, http.MethodPut, path, api.RoutingRequest{On: &on, Force: force, Reason: reason, As: as}, nil); err != nil {
+							return apiError(err)
 						}
 						fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s %s\n", w, region, state)
 					}
@@ -66,6 +65,13 @@ holds the workload (unless --force with --reason).`,
 			default:
 				return &exitError{code: 2, err: fmt.Errorf("unknown action %q: want set or show", args[0])}
 			}
+			t, s, err := openStore(dataDir)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
+			defer cancel()
 			controls, err := router.Show(ctx, s, t)
 			if err != nil {
 				return err
@@ -94,6 +100,7 @@ holds the workload (unless --force with --reason).`,
 	cmd.Flags().StringVar(&workload, "workload", "", "workload (default: every workload)")
 	cmd.Flags().BoolVar(&force, "force", false, "change even while a runbook holds the workload (needs --reason)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
+	cmd.Flags().StringVar(&as, "as", "", "who asks, recorded with the token's name")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -12,9 +12,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/api"
 	"github.com/lifeline-dr/lifeline/examples"
 	"github.com/lifeline-dr/lifeline/local"
 	"github.com/lifeline-dr/lifeline/spec"
+	"github.com/lifeline-dr/lifeline/store"
 )
 
 const defaultDataDir = ".lifeline"
@@ -51,7 +54,32 @@ data directory resumes without re-initialising.`,
 				os.Exit(130)
 			}()
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			return local.Up(ctx, t, local.Options{SpecFile: file, DataDir: dataDir, Out: cmd.OutOrStdout(), Logger: log})
+			out := cmd.OutOrStdout()
+			return local.Up(ctx, t, local.Options{SpecFile: file, DataDir: dataDir, Out: out, Logger: log,
+				Prepare: func(dir string) error {
+					// One self-signed pair for every agent, before they start.
+					_, err := api.EnsureSelfSigned(dir, api.Hosts(t))
+					return err
+				},
+				Ready: func(ctx context.Context, dir string) error {
+					s, err := store.Connect(agent.OperatorEndpoints(t), t.Name)
+					if err != nil {
+						return err
+					}
+					defer s.Close()
+					tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					defer cancel()
+					made, err := api.EnsureAdminToken(tctx, s, dir)
+					if err != nil {
+						return fmt.Errorf("the API's admin token: %w", err)
+					}
+					if made {
+						fmt.Fprintf(out, "API token %s (approver) in %s\n", api.AdminTokenName, api.AdminTokenPath(dir))
+					}
+					eps := api.APIEndpoints(t)
+					fmt.Fprintf(out, "dashboard and API: %s (and every agent's; certificate %s)\n", eps[0], api.SelfSignedPair(dir).Cert)
+					return nil
+				}})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file (default: ./lifeline.yaml, else the embedded warm-standby example)")
