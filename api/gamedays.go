@@ -46,12 +46,7 @@ func (s *Server) gamedays(w http.ResponseWriter, r *http.Request, _ Identity) er
 	if err != nil {
 		return err
 	}
-	// Newest first.
-	out := make([]json.RawMessage, 0, len(entries))
-	for i := len(entries) - 1; i >= 0; i-- {
-		out = append(out, entries[i])
-	}
-	writeJSON(w, r, http.StatusOK, out)
+	writeJSON(w, r, http.StatusOK, newestFirst(entries, r, len(entries)))
 	return nil
 }
 

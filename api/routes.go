@@ -137,16 +137,22 @@ func (s *Server) listRunbooks(w http.ResponseWriter, r *http.Request, _ Identity
 	if err != nil {
 		return err
 	}
-	limit := 50
+	writeJSON(w, r, http.StatusOK, newestFirst(all, r, 50))
+	return nil
+}
+
+// newestFirst reverses a list kept oldest first, keeping at most the
+// request's limit (def when it gives none).
+func newestFirst[T any](all []T, r *http.Request, def int) []T {
+	limit := def
 	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n > 0 {
 		limit = n
 	}
-	out := []runbook.Runbook{}
+	out := make([]T, 0, min(limit, len(all)))
 	for i := len(all) - 1; i >= 0 && len(out) < limit; i-- {
 		out = append(out, all[i])
 	}
-	writeJSON(w, r, http.StatusOK, out)
-	return nil
+	return out
 }
 
 func (s *Server) getRunbook(w http.ResponseWriter, r *http.Request, _ Identity) error {
@@ -341,15 +347,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ Identity) error
 	if err != nil {
 		return err
 	}
-	limit := 200
-	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n > 0 {
-		limit = n
-	}
-	out := []lifeline.AuditEntry{}
-	for i := len(log) - 1; i >= 0 && len(out) < limit; i-- {
-		out = append(out, log[i])
-	}
-	writeJSON(w, r, http.StatusOK, out)
+	writeJSON(w, r, http.StatusOK, newestFirst(log, r, 200))
 	return nil
 }
 

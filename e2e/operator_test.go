@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 
 	ll "github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/api"
+	"github.com/lifeline-dr/lifeline/internal/chromium"
 	"github.com/lifeline-dr/lifeline/internal/promtest"
 	"github.com/lifeline-dr/lifeline/internal/testenv"
 	"github.com/lifeline-dr/lifeline/internal/topotest"
@@ -238,11 +238,7 @@ func TestOperatorSurface(t *testing.T) {
 	})
 
 	t.Run("dashboard", func(t *testing.T) {
-		browser, err := exec.LookPath("chromium")
-		if err != nil {
-			t.Skip("chromium is not installed (apt-get install -y chromium): the dashboard is not checked in a browser")
-		}
-		dash := newDashboard(t, browser)
+		dash := newDashboard(t, chromium.Find(t, "the dashboard is not checked in a browser"))
 		viewerTab := dash.tab(t, base, viewer.token)
 		// Every node of the topology, with the role status gives it.
 		st := waitStatusNodes(t, u)
@@ -366,23 +362,7 @@ type dashboard struct {
 
 func newDashboard(t *testing.T, browser string) *dashboard {
 	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(browser),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		// The API's certificate is the data directory's own.
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(filepath.Join(testenv.Dir(t), "profile")),
-		chromedp.WindowSize(1280, 1600),
-	}
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	bctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	return &dashboard{browser: bctx}
+	return &dashboard{browser: chromium.Start(t, browser, filepath.Join(testenv.Dir(t), "profile"), 1280, 1600)}
 }
 
 // tab opens the dashboard in a new tab and signs in with token.

@@ -22,7 +22,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -35,6 +34,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/lifeline-dr/lifeline/api"
+	"github.com/lifeline-dr/lifeline/internal/chromium"
 	"github.com/lifeline-dr/lifeline/internal/testenv"
 	"github.com/lifeline-dr/lifeline/internal/topotest"
 	"github.com/lifeline-dr/lifeline/web"
@@ -148,33 +148,15 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // firstLoad loads the dashboard in a fresh browser, signed in, through a
 // relay that counts the bytes the agent sends.
 func firstLoad(b *testing.B, base, token string) {
-	browser, err := exec.LookPath("chromium")
-	if err != nil {
-		b.Log("chromium is not installed (apt-get install -y chromium): no first-load figure")
-		return
-	}
+	browser := chromium.Find(b, "no first-load figure")
 	target := strings.TrimPrefix(base, "https://")
 	relay, err := newRelay(target)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer relay.Close()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(browser),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(filepath.Join(testenv.Dir(b), "profile")),
-		chromedp.WindowSize(1280, 1000),
-	}
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	ctx := chromium.Start(b, browser, filepath.Join(testenv.Dir(b), "profile"), 1280, 1000)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	page := "https://" + relay.Addr()
 	// The sign-in page once, to put the token in the tab's session

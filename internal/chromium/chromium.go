@@ -1,0 +1,47 @@
+// Package chromium starts Debian's headless Chromium for tests and
+// benchmarks that look at a page as a person would (chromedp).
+package chromium
+
+import (
+	"context"
+	"os/exec"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// Find returns the browser, or skips the test saying how to install it
+// (.ci/run installs it).
+func Find(t testing.TB, what string) string {
+	t.Helper()
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skipf("chromium is not installed (apt-get install -y chromium): %s", what)
+	}
+	return browser
+}
+
+// Start runs a headless browser with a fresh profile in profileDir,
+// stopped at the test's cleanup. The flags are those a root user needs on
+// a machine without a display or a network: no sandbox, no GPU, no QUIC,
+// no background traffic. The API's certificate is a data directory's own,
+// so certificate errors are ignored.
+func Start(t testing.TB, browser, profileDir string, width, height int) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(browser),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.UserDataDir(profileDir),
+		chromedp.WindowSize(width, height),
+	}
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	return ctx
+}
