@@ -2,7 +2,6 @@ package api
 
 import (
 	_ "embed"
-	"net"
 	"net/http"
 )
 
@@ -16,5 +15,3 @@ func (s *Server) openAPI(w http.ResponseWriter, r *http.Request, _ Identity) err
 	w.Write(OpenAPI)
 	return nil
 }
-
-func netJoin(host, port string) string { return net.JoinHostPort(host, port) }

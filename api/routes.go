@@ -352,14 +352,4 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ Identity) error
 }
 
 // APIEndpoints lists the base URL of every agent's API, in spec order.
-func APIEndpoints(t *lifeline.Topology) []string {
-	out := make([]string, 0, len(t.Nodes()))
-	for _, id := range t.Nodes() {
-		out = append(out, "https://"+hostPort(t.Address(id), t.API.Port))
-	}
-	return out
-}
-
-func hostPort(host string, port int) string {
-	return netJoin(host, strconv.Itoa(port))
-}
+func APIEndpoints(t *lifeline.Topology) []string { return status.APIEndpoints(t) }

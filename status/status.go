@@ -109,7 +109,7 @@ type Node struct {
 
 // Collect reads the state of every workload of t.
 func Collect(ctx context.Context, s *store.Store, t *lifeline.Topology) (*Report, error) {
-	rep := &Report{Name: t.Name}
+	rep := &Report{Name: t.Name, API: APIEndpoints(t)}
 	leader, err := ControllerLeader(ctx, s)
 	if err != nil {
 		return nil, err
