@@ -2,6 +2,8 @@ package metrics_test
 
 import (
 	"bytes"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +118,38 @@ func TestCluster_Series(t *testing.T) {
 // units, help).
 func TestCluster_Promtool(t *testing.T) {
 	promtest.Check(t, scrape(t))
+}
+
+// TestGrafanaDashboard_UsesExportedNames: every lifeline_ series the
+// dashboard in deploy/ queries is one the collectors export.
+func TestGrafanaDashboard_UsesExportedNames(t *testing.T) {
+	b, err := os.ReadFile("../deploy/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{
+		// The API server's own (api.New registers them).
+		"lifeline_api_requests_total": true, "lifeline_api_request_duration_seconds": true,
+	}
+	descs := make(chan *prometheus.Desc, 100)
+	(&metrics.Cluster{}).Describe(descs)
+	(&metrics.Archive{}).Describe(descs)
+	close(descs)
+	for d := range descs {
+		exported[regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch(d.String())[1]] = true
+	}
+	// The router's, registered by NewRouter (the scrape test checks them).
+	for _, name := range []string{"lifeline_router_http_requests_total", "lifeline_router_http_errors_total", "lifeline_router_http_request_duration_seconds", "lifeline_router_dns_queries_total"} {
+		exported[name] = true
+	}
+	used := regexp.MustCompile(`lifeline_[a-z_]+`).FindAllString(string(b), -1)
+	if len(used) < 20 {
+		t.Fatalf("the dashboard queries %d lifeline_ series", len(used))
+	}
+	for _, name := range used {
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_count"), "_sum")
+		if !exported[base] {
+			t.Errorf("the Grafana dashboard queries %s, which nothing exports", name)
+		}
+	}
 }
