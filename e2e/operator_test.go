@@ -326,6 +326,19 @@ func TestOperatorSurface(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("screenshot %s; steps: %s", out, stepLine(rb))
+		// On a phone's screen nothing is wider than the screen (tables
+		// scroll inside their panels).
+		if err := chromedp.Do(approverTab, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2))); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if fits, err := chromedp.Run(approverTab, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth + 1`)); err != nil || !fits {
+			w, _ := chromedp.Run(approverTab, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+			t.Errorf("on a 390 px wide screen the page is %d px wide (%v)", w, err)
+		}
+		if phone, err := chromedp.Run(approverTab, chromedp.FullScreenshot(80)); err == nil {
+			_ = os.WriteFile(filepath.Join(t.ArtifactDir(), "dashboard-phone.png"), phone, 0o644)
+		}
 		dash.checkConsole(t)
 	})
 }
