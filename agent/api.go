@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -12,6 +13,7 @@ import (
 	"github.com/lifeline-dr/lifeline/api"
 	"github.com/lifeline-dr/lifeline/controller"
 	"github.com/lifeline-dr/lifeline/metrics"
+	"github.com/lifeline-dr/lifeline/sidecopy"
 	"github.com/lifeline-dr/lifeline/store"
 	"github.com/lifeline-dr/lifeline/telemetry"
 	"github.com/lifeline-dr/lifeline/web"
@@ -49,13 +51,21 @@ func (a *Agent) serveAPI(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&metrics.Cluster{Src: sampler}, &metrics.Archive{T: t, Node: a.cfg.Node, Connect: a.connect})
+	backups := &controller.Backups{T: t, S: s, DataDir: a.cfg.DataDir, PGBin: a.cfg.PGBin, Owner: a.cfg.Owner, HostPort: a.dialer.HostPort, Log: log}
 	srv := api.New(api.Config{
-		T: t, S: s, Node: a.cfg.Node.String(), DataDir: a.cfg.DataDir, Tokens: tokens, Sampler: sampler,
-		Backups: &controller.Backups{T: t, S: s, DataDir: a.cfg.DataDir, PGBin: a.cfg.PGBin, Owner: a.cfg.Owner, HostPort: a.dialer.HostPort, Log: log},
+		T: t, S: s, Node: a.cfg.Node.String(), DataDir: a.cfg.DataDir, Tokens: tokens, Sampler: sampler, Backups: backups,
+		Sides:   &sidecopy.Runner{B: backups, Host: t.Address(a.cfg.Node), Parameters: SmallParameters},
 		Metrics: reg, Assets: web.Handler(), Log: log,
 	})
 	go sampler.Run(ctx)
 	go tokens.Run(ctx)
 	log.Info("api serving", "url", "https://"+addr)
-	return api.Serve(ctx, ln, tlsConfig, srv, log)
+	err = api.Serve(ctx, ln, tlsConfig, srv, log)
+	// Side copies made through the API end with the agent.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if cerr := srv.Close(cctx); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -47,6 +47,8 @@ type Config struct {
 	Tokens  TokenLookup
 	Sampler *telemetry.Sampler
 	Backups Backups
+	// Sides makes side copies (restores at a point in time); nil makes none.
+	Sides SideCopies
 	// Metrics, when set, is served at /metrics; the server's own request
 	// metrics are registered in it.
 	Metrics *prometheus.Registry
@@ -66,6 +68,9 @@ type Server struct {
 	duration *prometheus.HistogramVec
 
 	backupMu sync.Mutex // one backup or verification at a time per agent
+
+	restoreMu sync.Mutex
+	restores  map[string]*restoreJob
 }
 
 // Route is one operation of the API.

@@ -237,6 +237,57 @@ func TestOperatorSurface(t *testing.T) {
 		lifeline(t, u, "node", "start", "eu-central/b")
 	})
 
+	t.Run("a side copy through the API", func(t *testing.T) {
+		// The controller takes a first backup at once.
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			var list struct{ Backups []json.RawMessage }
+			if viewer.do(t, "GET", "/api/v1/workloads/"+w.Name+"/backups", nil, &list) == http.StatusOK && len(list.Backups) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no base backup after 2m")
+			}
+			time.Sleep(time.Second)
+		}
+		var e api.Error
+		if code := opr.do(t, "POST", "/api/v1/workloads/"+w.Name+"/restores", api.RestoreRequest{Latest: true, ToLSN: "0/1"}, &e); code != http.StatusBadRequest {
+			t.Errorf("two targets: %d %+v, want 400", code, e)
+		}
+		var side api.RestoreView
+		if code := opr.do(t, "POST", "/api/v1/workloads/"+w.Name+"/restores", api.RestoreRequest{Latest: true}, &side); code != http.StatusAccepted {
+			t.Fatalf("restore: %d", code)
+		}
+		deadline = time.Now().Add(3 * time.Minute)
+		for side.State != "running" {
+			var all []api.RestoreView
+			opr.do(t, "GET", "/api/v1/restores", nil, &all)
+			for _, v := range all {
+				if v.ID == side.ID {
+					side = v
+				}
+			}
+			if side.State == "failed" || time.Now().After(deadline) {
+				t.Fatalf("side copy: %+v", side)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		host, port, _ := strings.Cut(side.Address, ":")
+		conn := topotest.Connect(t, context.Background(), status.Node{Address: host, Port: atoi(t, port)})
+		var n int
+		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_database").Scan(&n); err != nil || n == 0 {
+			t.Errorf("the side copy answers %d, %v", n, err)
+		}
+		conn.Close(context.Background())
+		if code := opr.do(t, "DELETE", "/api/v1/restores/"+side.ID, nil, nil); code != http.StatusOK {
+			t.Errorf("remove the side copy: %d", code)
+		}
+		if _, err := os.Stat(side.Dir); !os.IsNotExist(err) {
+			t.Errorf("the side copy's directory is still there: %v", err)
+		}
+		t.Logf("side copy %s of backup %s at %s, ready in %.1fs", side.ID, side.Backup, side.Address, side.Ready.Sub(side.Started).Seconds())
+	})
+
 	t.Run("dashboard", func(t *testing.T) {
 		dash := newDashboard(t, chromium.Find(t, "the dashboard is not checked in a browser"))
 		viewerTab := dash.tab(t, base, viewer.token)
@@ -422,4 +473,13 @@ func nodeID(t *testing.T, s string) ll.NodeID {
 		t.Fatal(err)
 	}
 	return id
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

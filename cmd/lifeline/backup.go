@@ -24,6 +24,7 @@ import (
 	"github.com/lifeline-dr/lifeline/backup"
 	"github.com/lifeline-dr/lifeline/controller"
 	"github.com/lifeline-dr/lifeline/postgres"
+	"github.com/lifeline-dr/lifeline/sidecopy"
 	"github.com/lifeline-dr/lifeline/store"
 )
 
@@ -332,17 +333,12 @@ be pulled out of it after a bad DELETE; it never archives into a repository.`,
 			if err := e.b.Owner.CheckReachable(into); err != nil {
 				return err
 			}
-			repo, r, err := e.repo(ctx, region)
+			r, err := e.region(ctx, region)
 			if err != nil {
 				return err
 			}
-			defer repo.Close()
-			restoreCmd, err := e.b.RestoreCommand(e.w, r, filepath.Join(e.dataDir, "scratch"))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "restoring %s from %s into %s...\n", e.w.Name, repo, into)
-			res, err := repo.Restore(ctx, filepath.Join(into, "data"), target, backup.RestoreOptions{RestoreCommand: restoreCmd, Owner: e.b.Owner})
+			fmt.Fprintf(cmd.ErrOrStderr(), "restoring %s from %s's repository into %s...\n", e.w.Name, r, into)
+			res, err := sidecopy.Restore(ctx, e.b, e.w, r, target, into)
 			if err != nil {
 				return err
 			}
@@ -400,30 +396,10 @@ func runSide(ctx context.Context, cmd *cobra.Command, e *backupEnv, into string,
 		}
 		port = p
 	}
-	pg := postgres.New(postgres.Config{
-		Name: "side copy", BinDir: e.b.PGBin, Dir: into, Owner: e.b.Owner, Address: "127.0.0.1", Port: port,
-		Superuser: e.w.Database.Superuser, ReplicationUser: e.w.Database.ReplicationUser,
-		Trust:      []string{"127.0.0.1"},
-		Parameters: agent.SmallParameters,
-	})
-	// hot_standby off: the copy refuses connections until recovery has
-	// reached its target and promoted, so nobody reads it half-replayed
-	// (with hot standby it would serve the rows of the backup's end point).
-	extra := map[string]string{"archive_mode": "off", "hot_standby": "off"}
-	if err := pg.WriteConfig(postgres.Settings{AppName: "side_copy", Extra: extra}); err != nil {
-		return err
-	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "starting the side instance on 127.0.0.1:%d; it accepts connections once recovery has replayed WAL to the target (log: %s)\n", port, pg.LogFile())
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	err := pg.Start(sctx)
-	cancel()
+	fmt.Fprintf(cmd.ErrOrStderr(), "starting the side instance on 127.0.0.1:%d; it accepts connections once recovery has replayed WAL to the target\n", port)
+	pg, err := sidecopy.Start(ctx, e.b, e.w, into, "127.0.0.1", port, agent.SmallParameters)
 	if err != nil {
-		return fmt.Errorf("start the side instance: %w (log: %s)", err, pg.LogFile())
-	}
-	if st, err := pg.Status(ctx); err != nil {
-		return fmt.Errorf("side instance: %w", err)
-	} else if st.InRecovery {
-		return fmt.Errorf("side instance: still in recovery after start (log: %s)", pg.LogFile())
+		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "side instance running: psql -h 127.0.0.1 -p %d -U %s   (Ctrl-C stops it; the data stays in %s)\n", port, e.w.Database.Superuser, into)
 	sig := make(chan os.Signal, 1)
