@@ -1,9 +1,13 @@
 package api
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lifeline-dr/lifeline"
@@ -12,6 +16,7 @@ import (
 	"github.com/lifeline-dr/lifeline/router"
 	"github.com/lifeline-dr/lifeline/runbook"
 	"github.com/lifeline-dr/lifeline/status"
+	"github.com/lifeline-dr/lifeline/telemetry"
 )
 
 // V1 is the API's path prefix.
@@ -110,10 +115,53 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, _ Identity) erro
 	if !ok {
 		return errorf(http.StatusServiceUnavailable, "unavailable", "%s has not read the cluster yet: %s", s.cfg.Node, snap.Error)
 	}
+	writeCached(w, r, s.statusBody(snap))
+	return nil
+}
+
+// cachedJSON is an answer encoded once, plain and gzipped.
+type cachedJSON struct {
+	at        time.Time
+	err       string
+	plain, gz []byte
+}
+
+// statusBody is the status answer of a snapshot, encoded once per
+// snapshot: every client asking between two refreshes gets the same bytes.
+func (s *Server) statusBody(snap telemetry.Snapshot) *cachedJSON {
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	if c := s.statusCache; c != nil && c.at.Equal(snap.At) && c.err == snap.Error {
+		return c
+	}
 	rep := *snap.Status
 	rep.API = APIEndpoints(s.cfg.T)
-	writeJSON(w, r, http.StatusOK, StatusView{Report: &rep, Node: s.cfg.Node, At: snap.At, Error: snap.Error})
-	return nil
+	b, err := json.Marshal(StatusView{Report: &rep, Node: s.cfg.Node, At: snap.At, Error: snap.Error})
+	if err != nil {
+		b = []byte(`{"error":"encode the status","kind":"internal"}`)
+	}
+	b = append(b, '\n')
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	zw.Write(b)
+	zw.Close()
+	s.statusCache = &cachedJSON{at: snap.At, err: snap.Error, plain: b, gz: gz.Bytes()}
+	return s.statusCache
+}
+
+func writeCached(w http.ResponseWriter, r *http.Request, c *cachedJSON) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Add("Vary", "Accept-Encoding")
+	body := c.plain
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		h.Set("Content-Encoding", "gzip")
+		body = c.gz
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
 }
 
 func (s *Server) lag(w http.ResponseWriter, r *http.Request, _ Identity) error {

@@ -71,6 +71,9 @@ type Server struct {
 
 	restoreMu sync.Mutex
 	restores  map[string]*restoreJob
+
+	statusMu    sync.Mutex
+	statusCache *cachedJSON
 }
 
 // Route is one operation of the API.
