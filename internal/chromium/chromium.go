@@ -22,7 +22,8 @@ func Find(t testing.TB, what string) string {
 }
 
 // Start runs a headless browser with a fresh profile in profileDir,
-// stopped at the test's cleanup. The flags are those a root user needs on
+// stopped at the test's cleanup; contexts made from the one it returns
+// (chromedp.NewContext) are tabs of it. The flags are those a root user needs on
 // a machine without a display or a network: no sandbox, no GPU, no QUIC,
 // no background traffic. The API's certificate is a data directory's own,
 // so certificate errors are ignored.
@@ -43,5 +44,11 @@ func Start(t testing.TB, browser, profileDir string, width, height int) context.
 	t.Cleanup(cancel)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(cancel)
+	// Start the browser now: a context made from this one then opens a
+	// new tab in it (otherwise each would start a browser of its own, on
+	// the same profile).
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
 	return ctx
 }
