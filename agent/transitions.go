@@ -50,20 +50,35 @@ func (r *workloadRunner) clearDemotion() {
 // write that deletes the primary lease key. Idempotent: a server already
 // stopped cleanly is reported again, with its first report's time.
 func (r *workloadRunner) demote(ctx context.Context, st lifeline.WorkloadState) error {
+	var stopped *stopping
 	if r.pg.Running() {
 		r.log.Warn("demoting: stopping writes for a switchover")
-		r.waitArchived(ctx, 3*time.Second)
-		sctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := r.pg.Stop(sctx)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("stop for the switchover: %w", err)
+		// Before the pause: a checkpoint now leaves the shutdown's
+		// checkpoint little to write, and an archiver that has caught up
+		// leaves the shutdown nothing to wait for.
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := r.pg.Checkpoint(cctx); err != nil {
+			r.log.Warn("checkpoint before the switchover", "err", err)
 		}
-		r.setRole("")
+		cancel()
+		r.waitArchived(ctx, 3*time.Second)
+		stopped = &stopping{done: make(chan struct{})}
+		go func() {
+			sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			stopped.err = r.pg.Stop(sctx)
+			close(stopped.done)
+		}()
 	}
 	d := r.demotion()
 	if d == nil || d.Epoch != st.Epoch || d.Node != r.me.String() {
-		lsn, tli, err := r.pg.ShutdownCheckpoint(ctx)
+		// Writes have stopped once the shutdown checkpoint is in
+		// pg_control: every backend is gone and the server accepts no
+		// connection. It then still ships its last WAL to the standbys
+		// and waits for the archiver; the target's replay, which the
+		// switchover waits for, covers the first, and nothing needs the
+		// second. So the checkpoint is reported at once.
+		lsn, tli, err := r.awaitShutdownCheckpoint(ctx, stopped)
 		if err != nil {
 			return err
 		}
@@ -88,12 +103,49 @@ func (r *workloadRunner) demote(ctx context.Context, st lifeline.WorkloadState) 
 	if err != nil {
 		return fmt.Errorf("report the demotion: %w", err)
 	}
+	r.log.Warn("demoted: writes stopped", "checkpoint", d.LSN, "timeline", d.Timeline)
+	if stopped != nil {
+		// The lease is let go of only once the server is gone: without
+		// it, a server still shipping its last WAL would be fenced (an
+		// immediate shutdown) before its standbys had it.
+		<-stopped.done
+		if stopped.err != nil {
+			return fmt.Errorf("stop for the switchover: %w", stopped.err)
+		}
+		r.setRole("")
+	}
 	if err := r.lease.release(ctx); err != nil {
 		r.log.Warn("demoted; the etcd lease expires by itself", "err", err)
 	}
-	r.log.Warn("demoted: writes stopped", "checkpoint", d.LSN, "timeline", d.Timeline)
 	r.reportNow()
 	return nil
+}
+
+// stopping is a server's stop under way: done closes when it returned err.
+type stopping struct {
+	done chan struct{}
+	err  error
+}
+
+// awaitShutdownCheckpoint polls pg_control until the stopping server has
+// written its shutdown checkpoint (or, with stopped nil, reads it once).
+func (r *workloadRunner) awaitShutdownCheckpoint(ctx context.Context, stopped *stopping) (lifeline.LSN, int64, error) {
+	for final := stopped == nil; ; {
+		lsn, tli, err := r.pg.ShutdownCheckpoint(ctx)
+		if err == nil || final {
+			return lsn, tli, err
+		}
+		select {
+		case <-stopped.done:
+			if stopped.err != nil {
+				return 0, 0, fmt.Errorf("stop for the switchover: %w", stopped.err)
+			}
+			final = true // stopped: pg_control is final now
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
 }
 
 // waitArchived waits (at most max) until the archiver has no segment
