@@ -29,7 +29,10 @@ type Config struct {
 	Name   string
 	BinDir string
 	// Dir holds the instance: data/ (PGDATA) and postgres.log.
-	Dir     string
+	Dir string
+	// Data, when set, is PGDATA itself (Dir then holds only the log):
+	// for a data directory an operator named.
+	Data    string
 	Owner   *Owner
 	Address string
 	Port    int
@@ -93,10 +96,20 @@ func New(cfg Config) *Instance {
 }
 
 // DataDir is PGDATA.
-func (i *Instance) DataDir() string { return filepath.Join(i.cfg.Dir, "data") }
+func (i *Instance) DataDir() string {
+	if i.cfg.Data != "" {
+		return i.cfg.Data
+	}
+	return filepath.Join(i.cfg.Dir, "data")
+}
 
 // LogFile is where the server's output goes.
-func (i *Instance) LogFile() string { return filepath.Join(i.cfg.Dir, "postgres.log") }
+func (i *Instance) LogFile() string {
+	if i.cfg.Data != "" {
+		return i.cfg.Data + ".log"
+	}
+	return filepath.Join(i.cfg.Dir, "postgres.log")
+}
 
 // Config returns the instance's configuration.
 func (i *Instance) Config() Config { return i.cfg }

@@ -388,7 +388,7 @@ be pulled out of it after a bad DELETE; it never archives into a repository.`,
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "restoring %s from %s into %s...\n", e.w.Name, repo, into)
-			res, err := repo.Restore(ctx, filepath.Join(into, "data"), target, backup.RestoreOptions{RestoreCommand: restoreCmd, Owner: e.b.Owner})
+			res, err := repo.Restore(ctx, into, target, backup.RestoreOptions{RestoreCommand: restoreCmd, Owner: e.b.Owner})
 			if err != nil {
 				return err
 			}
@@ -396,7 +396,7 @@ be pulled out of it after a bad DELETE; it never archives into a repository.`,
 				fmt.Fprintln(cmd.ErrOrStderr(), "note:", note)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "restored backup %s (%s) in %.1fs into %s; recovery replays WAL to %s when the server starts\n",
-				res.Backup.ID, mb(res.Bytes), res.Seconds, filepath.Join(into, "data"), describeTarget(res.Target))
+				res.Backup.ID, mb(res.Bytes), res.Seconds, into, describeTarget(res.Target))
 			if !start {
 				return nil
 			}
@@ -406,7 +406,7 @@ be pulled out of it after a bad DELETE; it never archives into a repository.`,
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the topology's data directory")
 	cmd.Flags().StringVar(&workload, "workload", "", "workload (default: the only one)")
 	cmd.Flags().StringVar(&region, "region", "", "region whose repository to restore from (default: the primary's)")
-	cmd.Flags().StringVar(&into, "into", "", "directory to build (DIR/data is the data directory)")
+	cmd.Flags().StringVar(&into, "into", "", "the data directory to build (empty or absent), as pg_basebackup -D; pg_ctl -D DIR starts it")
 	cmd.Flags().StringVar(&toTime, "to-time", "", "restore every transaction committed up to this time")
 	cmd.Flags().StringVar(&toLSN, "to-lsn", "", "restore up to this WAL position")
 	cmd.Flags().BoolVar(&latest, "latest", false, "restore everything in the archive")
@@ -446,8 +446,9 @@ func runSide(ctx context.Context, cmd *cobra.Command, e *backupEnv, into string,
 		}
 		port = p
 	}
+	// The log goes next to the data directory, not into it.
 	pg := postgres.New(postgres.Config{
-		Name: "side copy", BinDir: e.b.PGBin, Dir: into, Owner: e.b.Owner, Address: "127.0.0.1", Port: port,
+		Name: "side copy", BinDir: e.b.PGBin, Dir: filepath.Dir(into), Data: into, Owner: e.b.Owner, Address: "127.0.0.1", Port: port,
 		Superuser: e.w.Database.Superuser, ReplicationUser: e.w.Database.ReplicationUser,
 		Trust:      []string{"127.0.0.1"},
 		Parameters: agent.SmallParameters,
