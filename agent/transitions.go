@@ -260,8 +260,13 @@ func (r *workloadRunner) restore(ctx context.Context, st lifeline.WorkloadState)
 	defer repo.Close()
 	r.setProgress(fmt.Sprintf("restoring from %s", repo))
 	r.reportNow()
+	// WAL is fetched ahead of the recovery into a spool next to pg_wal,
+	// so that restore_command is a rename, not a download by a new
+	// process per segment.
+	spool := filepath.Join(r.pg.Config().Dir, "wal-spool")
+	_ = os.RemoveAll(spool)
 	res, err := repo.Restore(cctx, r.pg.DataDir(), backup.Target{Latest: true}, backup.RestoreOptions{
-		RestoreCommand: r.fetchCmd,
+		RestoreCommand: backup.SpoolCommand(spool, r.fetchCmd),
 		ArchiveCommand: r.archive["archive_command"],
 		Owner:          r.a.cfg.Owner,
 		Logger:         r.log,
@@ -273,7 +278,60 @@ func (r *workloadRunner) restore(ctx context.Context, st lifeline.WorkloadState)
 	r.setProgress(fmt.Sprintf("restored backup %s (%d MB) in %.1fs; recovering to the end of the WAL (%s)", res.Backup.ID, res.Bytes>>20, res.Seconds, res.LastWAL))
 	r.log.Warn("restored from the region's repository", "backup", res.Backup.ID, "last_wal", res.LastWAL, "seconds", res.Seconds)
 	r.configured = ""
+	go r.prefetch(ctx, res, spool)
 	return nil
+}
+
+// prefetch fills the spool while the restored server recovers, and stops
+// once it is out of recovery (or after rejoinWait).
+func (r *workloadRunner) prefetch(ctx context.Context, res *backup.RestoreResult, spool string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	repo, err := backup.OpenRegion(ctx, r.w, r.me.Region, r.a.cfg.DataDir)
+	if err != nil {
+		r.log.Warn("WAL prefetch: the repository", "err", err)
+		return
+	}
+	defer repo.Close()
+	p := &backup.Prefetch{Spool: spool, Chown: r.a.cfg.Owner.Chown,
+		Replayed: func(ctx context.Context) (lifeline.LSN, error) {
+			qctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			st, err := r.pg.Status(qctx)
+			if err != nil {
+				return 0, err
+			}
+			if !st.InRecovery {
+				cancel()
+				return 0, errors.New("recovered")
+			}
+			return st.LSN, nil
+		}}
+	// Ends the prefetch once the server has recovered.
+	go func() {
+		for ctx.Err() == nil {
+			qctx, qcancel := context.WithTimeout(ctx, time.Second)
+			st, err := r.pg.Status(qctx)
+			qcancel()
+			if err == nil && !st.InRecovery {
+				cancel()
+				return
+			}
+			sleepCtx(ctx, 500*time.Millisecond)
+		}
+	}()
+	stats, err := p.Run(ctx, repo, &res.Backup, res.Timeline)
+	r.log.Info("WAL prefetch done", "segments", stats.Segments, "bytes", stats.Bytes, "seconds", stats.Seconds, "err", err)
+	_ = os.RemoveAll(spool)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // retire stops the server and sets its data aside: the region holds no
