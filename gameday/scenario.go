@@ -37,6 +37,8 @@ type Scenario struct {
 	// Timeline is sorted by offset; a fault with `for` adds its heal.
 	Timeline []Step
 	Expect   []Expectation
+
+	source []byte // parsed again for each run: faults keep what they hit
 }
 
 // Plan is the human part of a game day.
@@ -139,7 +141,7 @@ func ParseScenario(file string, data []byte) (*Scenario, error) {
 		p.add(root.Line, "the scenario is empty")
 		return nil, p.errs
 	}
-	sc := &Scenario{File: file}
+	sc := &Scenario{File: file, source: data}
 	p.scenario(root.Content[0], sc)
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
