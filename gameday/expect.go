@@ -17,6 +17,15 @@ type Expectation struct {
 	Metric string  `json:"metric"`
 	Op     string  `json:"op"`
 	Value  float64 `json:"value"` // seconds, a count or a percentage
+	// Objective: the value is the workload's own objective ("rpo <=
+	// objective"), known when the game day runs.
+	Objective bool `json:"objective,omitempty"`
+}
+
+// Objectives are the workload's recovery objectives, from its spec.
+type Objectives struct {
+	RPO time.Duration `json:"rpo"`
+	RTO time.Duration `json:"rto"`
 }
 
 // metricKind is how a metric's value is written.
@@ -50,17 +59,26 @@ var exprRe = regexp.MustCompile(`^\s*([a-z][a-z0-9-]*)\s*(<=|>=|==|!=|<|>)\s*(\S
 func ParseExpectation(text string) (Expectation, error) {
 	g := exprRe.FindStringSubmatch(text)
 	if g == nil {
-		return Expectation{}, fmt.Errorf("%q: want METRIC OP VALUE, e.g. rpo <= 1s or lost-writes == 0 (ops: %s)", text, strings.Join(ops, " "))
+		return Expectation{}, fmt.Errorf("%q: want METRIC OP VALUE, e.g. rpo <= 1s, rto <= objective or lost-writes == 0 (ops: %s)", text, strings.Join(ops, " "))
 	}
 	m, ok := metrics[g[1]]
 	if !ok {
 		return Expectation{}, fmt.Errorf("%q: unknown metric %q (metrics: %s)", text, g[1], strings.Join(sortedKeys(metrics), ", "))
 	}
+	x := Expectation{Text: strings.TrimSpace(text), Metric: g[1], Op: g[2]}
+	if g[3] == "objective" {
+		if g[1] != "rpo" && g[1] != "rto" {
+			return Expectation{}, fmt.Errorf("%q: only rpo and rto have an objective", text)
+		}
+		x.Objective = true
+		return x, nil
+	}
 	v, err := parseValue(m.kind, g[3])
 	if err != nil {
 		return Expectation{}, fmt.Errorf("%q: %s %v", text, g[1], err)
 	}
-	return Expectation{Text: strings.TrimSpace(text), Metric: g[1], Op: g[2], Value: v}, nil
+	x.Value = v
+	return x, nil
 }
 
 func parseValue(kind metricKind, s string) (float64, error) {
@@ -111,18 +129,27 @@ type Verdict struct {
 	Passed      bool   `json:"passed"`
 }
 
-// Check evaluates expectations against figures: a pure function.
-func Check(expect []Expectation, f Figures) []Verdict {
+// Check evaluates expectations against figures and the workload's
+// objectives: a pure function.
+func Check(expect []Expectation, f Figures, obj Objectives) []Verdict {
 	out := make([]Verdict, 0, len(expect))
 	for _, e := range expect {
 		v := Verdict{Expectation: e.Text}
+		want := e.Value
+		if e.Objective {
+			want = obj.RPO.Seconds()
+			if e.Metric == "rto" {
+				want = obj.RTO.Seconds()
+			}
+			v.Expectation += fmt.Sprintf(" (%s)", formatMetric(kindDuration, want))
+		}
 		got, ok := f.metric(e.Metric)
 		switch {
 		case !ok:
 			v.Got = "not measured: " + f.unmeasured(e.Metric)
 		default:
 			v.Got = formatMetric(metrics[e.Metric].kind, got)
-			v.Passed = compare(got, e.Op, e.Value)
+			v.Passed = compare(got, e.Op, want)
 		}
 		out = append(out, v)
 	}

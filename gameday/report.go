@@ -26,6 +26,7 @@ type Report struct {
 	Plan        Plan         `json:"plan"`
 	Load        LoadSpec     `json:"load"`
 	Topology    TopologyInfo `json:"topology"`
+	Objectives  Objectives   `json:"objectives"`
 	Started     time.Time    `json:"started"`
 	Ended       time.Time    `json:"ended"`
 	// Aborted names the abort rule that stopped the run early, or
@@ -70,7 +71,7 @@ func (r *Report) Finish(raw Raw, expect []Expectation) error {
 	}
 	r.Raw = raw
 	r.Figures = Analyze(raw)
-	r.Verdicts = Check(expect, r.Figures)
+	r.Verdicts = Check(expect, r.Figures, r.Objectives)
 	r.Ended = time.Now()
 	r.Passed = r.Aborted == "" && len(r.Problems) == 0
 	for _, v := range r.Verdicts {

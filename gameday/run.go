@@ -249,6 +249,9 @@ func (r *runner) run(ctx context.Context, id string) error {
 	r.rep.Workload = w.Name
 	r.rep.Topology.Strategy = w.Strategy
 	r.rep.Topology.Primary = w.Primary
+	if _, tw, err := env.topology(); err == nil {
+		r.rep.Objectives = Objectives{RPO: tw.Objectives.RPO, RTO: tw.Objectives.RTO}
+	}
 	tgt, err := r.target(ctx, w, id)
 	if err != nil {
 		return err

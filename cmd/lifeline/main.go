@@ -50,7 +50,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newController(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore(), newRouting())
+	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newController(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore(), newRouting(), newGameday(), newDemo())
 	return root
 }
 
