@@ -128,6 +128,7 @@ func runOne(ctx context.Context, sc *Scenario, strategy lifeline.Strategy, opts 
 
 	dataDir, stopTopology, err := r.topology(ctx, strategy, out)
 	if err != nil {
+		os.Remove(out) // only when nothing was written there
 		return nil, err
 	}
 	defer stopTopology()
