@@ -39,6 +39,13 @@ type Describer interface {
 	Describe() string
 }
 
+// preparer is a fault that resolves its target ("primary", "active")
+// before it is injected: the fault's time is then that of its own command,
+// not of the status lookup before it.
+type preparer interface {
+	prepare(ctx context.Context) error
+}
+
 // binder is how the runner hands a fault or action its environment.
 type binder interface{ bind(*Env) }
 

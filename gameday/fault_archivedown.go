@@ -52,12 +52,22 @@ func (f *archiveDown) dir() (string, error) {
 	return u.Path, nil
 }
 
-func (f *archiveDown) Inject(ctx context.Context) error {
+func (f *archiveDown) prepare(ctx context.Context) error {
 	region, err := f.env.region(ctx, f.target)
 	if err != nil {
 		return fmt.Errorf("archive-down: %w", err)
 	}
 	f.region = region
+	return nil
+}
+
+func (f *archiveDown) Inject(ctx context.Context) error {
+	if f.region == "" {
+		if err := f.prepare(ctx); err != nil {
+			return err
+		}
+	}
+	region := f.region
 	dir, err := f.dir()
 	if err != nil {
 		return fmt.Errorf("archive-down %s: %w", region, err)

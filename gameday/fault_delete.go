@@ -21,6 +21,7 @@ const MarkBeforeDelete = "before-delete"
 type deleteFault struct {
 	bound
 	sql  string
+	dsn  string
 	rows int64
 	at   time.Time
 }
@@ -37,12 +38,22 @@ func (f *deleteFault) Describe() string {
 	return fmt.Sprintf("%q: %d rows, before-delete %s", f.sql, f.rows, f.at.Format(time.RFC3339Nano))
 }
 
-func (f *deleteFault) Inject(ctx context.Context) error {
+func (f *deleteFault) prepare(ctx context.Context) error {
 	dsn, err := f.env.writerDSN(ctx)
 	if err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
-	conn, err := pgx.Connect(ctx, dsn)
+	f.dsn = dsn
+	return nil
+}
+
+func (f *deleteFault) Inject(ctx context.Context) error {
+	if f.dsn == "" {
+		if err := f.prepare(ctx); err != nil {
+			return err
+		}
+	}
+	conn, err := pgx.Connect(ctx, f.dsn)
 	if err != nil {
 		return fmt.Errorf("delete: connect to the writer endpoint: %w", err)
 	}

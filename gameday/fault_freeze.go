@@ -28,14 +28,23 @@ func init() {
 func (f *freeze) Name() string     { return "freeze" }
 func (f *freeze) Describe() string { return fmt.Sprintf("%s for %s", f.hit, f.d) }
 
-func (f *freeze) Inject(ctx context.Context) error {
+func (f *freeze) prepare(ctx context.Context) error {
 	node, err := f.env.node(ctx, f.target)
 	if err != nil {
 		return fmt.Errorf("freeze: %w", err)
 	}
 	f.hit = node
-	if _, err := f.env.CLI.Lifeline(ctx, "node", "freeze", node, "--for", f.d.String()); err != nil {
-		return fmt.Errorf("freeze %s: %w", node, err)
+	return nil
+}
+
+func (f *freeze) Inject(ctx context.Context) error {
+	if f.hit == "" {
+		if err := f.prepare(ctx); err != nil {
+			return err
+		}
+	}
+	if _, err := f.env.CLI.Lifeline(ctx, "node", "freeze", f.hit, "--for", f.d.String()); err != nil {
+		return fmt.Errorf("freeze %s: %w", f.hit, err)
 	}
 	return nil
 }

@@ -28,14 +28,23 @@ func init() {
 func (f *killRegion) Name() string     { return "kill-region" }
 func (f *killRegion) Describe() string { return f.hit }
 
-func (f *killRegion) Inject(ctx context.Context) error {
+func (f *killRegion) prepare(ctx context.Context) error {
 	region, err := f.env.region(ctx, f.target)
 	if err != nil {
 		return fmt.Errorf("kill-region: %w", err)
 	}
 	f.hit = region
-	if _, err := f.env.CLI.Lifeline(ctx, "node", "kill", region); err != nil {
-		return fmt.Errorf("kill-region %s: %w", region, err)
+	return nil
+}
+
+func (f *killRegion) Inject(ctx context.Context) error {
+	if f.hit == "" {
+		if err := f.prepare(ctx); err != nil {
+			return err
+		}
+	}
+	if _, err := f.env.CLI.Lifeline(ctx, "node", "kill", f.hit); err != nil {
+		return fmt.Errorf("kill-region %s: %w", f.hit, err)
 	}
 	return nil
 }

@@ -25,14 +25,23 @@ func init() {
 func (f *killZone) Name() string     { return "kill-zone" }
 func (f *killZone) Describe() string { return f.hit }
 
-func (f *killZone) Inject(ctx context.Context) error {
+func (f *killZone) prepare(ctx context.Context) error {
 	node, err := f.env.node(ctx, f.target)
 	if err != nil {
 		return fmt.Errorf("kill-zone: %w", err)
 	}
 	f.hit = node
-	if _, err := f.env.CLI.Lifeline(ctx, "node", "kill", node); err != nil {
-		return fmt.Errorf("kill-zone %s: %w", node, err)
+	return nil
+}
+
+func (f *killZone) Inject(ctx context.Context) error {
+	if f.hit == "" {
+		if err := f.prepare(ctx); err != nil {
+			return err
+		}
+	}
+	if _, err := f.env.CLI.Lifeline(ctx, "node", "kill", f.hit); err != nil {
+		return fmt.Errorf("kill-zone %s: %w", f.hit, err)
 	}
 	return nil
 }

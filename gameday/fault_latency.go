@@ -41,7 +41,7 @@ func (f *latency) Describe() string {
 	return fmt.Sprintf("%s <-> %s +%s", f.setA, f.setB, f.add)
 }
 
-func (f *latency) Inject(ctx context.Context) error {
+func (f *latency) prepare(ctx context.Context) error {
 	a, err := f.env.party(ctx, f.a)
 	if err != nil {
 		return fmt.Errorf("latency: %w", err)
@@ -51,7 +51,16 @@ func (f *latency) Inject(ctx context.Context) error {
 		return fmt.Errorf("latency: %w", err)
 	}
 	f.setA, f.setB = a, b
-	if _, err := f.env.CLI.Lifeline(ctx, "link", "latency", a, b, "+"+f.add.String()); err != nil {
+	return nil
+}
+
+func (f *latency) Inject(ctx context.Context) error {
+	if f.setA == "" {
+		if err := f.prepare(ctx); err != nil {
+			return err
+		}
+	}
+	if _, err := f.env.CLI.Lifeline(ctx, "link", "latency", f.setA, f.setB, "+"+f.add.String()); err != nil {
 		return fmt.Errorf("latency %s: %w", f.Describe(), err)
 	}
 	return nil

@@ -46,20 +46,31 @@ func (f *partition) Describe() string {
 	return f.cutA + " <-> " + f.cutB
 }
 
-func (f *partition) Inject(ctx context.Context) error {
+func (f *partition) prepare(ctx context.Context) error {
 	a, err := f.env.party(ctx, f.a)
 	if err != nil {
 		return fmt.Errorf("partition: %w", err)
 	}
-	args := []string{"link", "cut", a}
 	var b string
 	if f.b != "" {
 		if b, err = f.env.party(ctx, f.b); err != nil {
 			return fmt.Errorf("partition: %w", err)
 		}
-		args = append(args, b)
 	}
 	f.cutA, f.cutB = a, b
+	return nil
+}
+
+func (f *partition) Inject(ctx context.Context) error {
+	if f.cutA == "" {
+		if err := f.prepare(ctx); err != nil {
+			return err
+		}
+	}
+	args := []string{"link", "cut", f.cutA}
+	if f.cutB != "" {
+		args = append(args, f.cutB)
+	}
 	if _, err := f.env.CLI.Lifeline(ctx, args...); err != nil {
 		return fmt.Errorf("partition %s: %w", f.Describe(), err)
 	}

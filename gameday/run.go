@@ -425,21 +425,25 @@ func (r *runner) timeline(ctx context.Context, start time.Time) {
 }
 
 func (r *runner) step(ctx context.Context, st Step, start time.Time) {
-	ev := Event{Kind: st.Kind, Name: st.Name, Line: st.Line, Planned: st.At, Start: time.Now()}
-	var err error
 	timeout := 3 * time.Minute
 	if st.Kind == StepAction {
 		timeout = 10 * time.Minute
 	}
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	switch st.Kind {
-	case StepInject:
+	var err error
+	if p, ok := st.Fault.(preparer); ok && st.Kind == StepInject {
+		err = p.prepare(sctx)
+	}
+	ev := Event{Kind: st.Kind, Name: st.Name, Line: st.Line, Planned: st.At, Start: time.Now()}
+	switch {
+	case err != nil:
+	case st.Kind == StepInject:
 		r.mu.Lock()
 		r.injects[st.index] = st
 		r.mu.Unlock()
 		err = st.Fault.Inject(sctx)
-	case StepHeal:
+	case st.Kind == StepHeal:
 		r.mu.Lock()
 		done := r.healed[st.index]
 		r.healed[st.index] = true
@@ -448,7 +452,7 @@ func (r *runner) step(ctx context.Context, st Step, start time.Time) {
 			return
 		}
 		err = st.Fault.Heal(sctx)
-	case StepAction:
+	case st.Kind == StepAction:
 		err = st.Action.Run(sctx)
 	}
 	ev.End = time.Now()
