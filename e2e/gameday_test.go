@@ -37,6 +37,9 @@ func gamedayRun(t *testing.T, u *topotest.Up, scenario string) *gameday.Report {
 	if err != nil {
 		t.Errorf("the game day did not pass: %v", err)
 	}
+	for _, e := range rep.TopErrors(5) {
+		t.Logf("%d attempts failed from +%.2fs: %s", e.N, e.First, e.Message)
+	}
 	// Every figure is what report.json's raw events give.
 	again, _ := json.Marshal(gameday.Analyze(rep.Raw))
 	stored, _ := json.Marshal(rep.Figures)
@@ -120,6 +123,22 @@ func TestGameday(t *testing.T) {
 		}
 		t.Logf("zone loss of %s: RPO %.3fs (%d lost), RTO %.3fs (first write %s served by %s %s); %d requests, %.1f%% ok, %d recovered",
 			kill.Detail, f.RPOSeconds, len(f.Lost), *f.RTOSeconds, first.ID, first.Region, first.Instance, f.Attempts, f.Availability, len(f.Recovered))
+	})
+
+	t.Run("every other fault", func(t *testing.T) {
+		rep := gamedayRun(t, u, "../../e2e/testdata/gameday-faults.yaml")
+		for _, e := range rep.Raw.Events {
+			if e.Error != "" {
+				t.Errorf("%s %s (line %d): %s", e.Kind, e.Name, e.Line, e.Error)
+			}
+		}
+		if got, want := len(rep.Raw.Events), 12; got != want {
+			t.Errorf("%d steps ran, want %d (6 faults, 6 heals)", got, want)
+		}
+		if n := len(rep.Figures.Lost); n != 0 {
+			t.Errorf("%d acknowledged writes lost: %v", n, rep.Figures.Lost)
+		}
+		t.Logf("%d requests, %.1f%% ok", rep.Figures.Attempts, rep.Figures.Availability)
 	})
 
 	hist, err := u.Lifeline("gameday", "history")

@@ -158,3 +158,34 @@ type servedCount struct {
 	Where string
 	N     int
 }
+
+// ErrorCount is how many attempts failed with one message.
+type ErrorCount struct {
+	Message string
+	N       int
+	First   float64 // seconds since the load started
+}
+
+// TopErrors are the most frequent error messages of the ledger (numbers
+// in them, such as ports, are kept: they tell which endpoint failed).
+func (r *Report) TopErrors(n int) []ErrorCount {
+	idx := map[string]int{}
+	var out []ErrorCount
+	for _, a := range r.Raw.Attempts {
+		if a.Outcome == OK || a.Error == "" {
+			continue
+		}
+		i, ok := idx[a.Error]
+		if !ok {
+			i = len(out)
+			idx[a.Error] = i
+			out = append(out, ErrorCount{Message: a.Error, First: r.offset(a.Start)})
+		}
+		out[i].N++
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].N > out[j].N })
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
+}

@@ -221,7 +221,7 @@ func (r *Report) HTML() ([]byte, error) {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	err = htmlTemplate.Execute(&buf, map[string]any{"R": r, "Charts": charts, "Rows": r.figureRows()})
+	err = htmlTemplate.Execute(&buf, map[string]any{"R": r, "Charts": charts, "Rows": r.figureRows(), "Errors": r.TopErrors(5)})
 	return buf.Bytes(), err
 }
 
@@ -275,6 +275,8 @@ code{background:#f4f4f4;padding:0 .2em}
 <table><tr><th>phase</th><th>span</th><th>requests</th><th>ok</th><th>errors</th><th>p50</th><th>p90</th><th>p99</th></tr>
 {{range .R.Figures.Phases}}<tr><td>{{.Name}}</td><td>{{offset $.R .}}</td><td>{{.Count}}</td><td>{{.OK}}</td><td>{{.Errors}}</td><td>{{ms .P50MS}}</td><td>{{ms .P90MS}}</td><td>{{ms .P99MS}}</td></tr>{{end}}
 </table>
+{{with .Errors}}<h2>Most frequent errors</h2>
+<table><tr><th>attempts</th><th>first at</th><th>error</th></tr>{{range .}}<tr><td>{{.N}}</td><td>+{{secs .First}}</td><td>{{.Message}}</td></tr>{{end}}</table>{{end}}
 {{range .R.Raw.Runbooks}}<h3>Runbook {{.Kind}} <code>{{.ID}}</code>: {{.State}} in {{secs .Seconds}}, from {{offset $.R .}}</h3>
 <table><tr><th>step</th><th>state</th><th>took</th><th>note</th></tr>{{range .Steps}}<tr><td>{{.Name}}</td><td>{{.State}}</td><td>{{secs .Seconds}}</td><td>{{.Note}}{{.Error}}</td></tr>{{end}}</table>
 {{end}}

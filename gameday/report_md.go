@@ -85,6 +85,16 @@ func (r *Report) Markdown() string {
 			w("| %s | %d |", c.Where, c.N)
 		}
 	}
+	if errs := r.TopErrors(5); len(errs) > 0 {
+		w("")
+		w("## Most frequent errors")
+		w("")
+		w("| attempts | first at | error |")
+		w("|---|---|---|")
+		for _, e := range errs {
+			w("| %d | +%.2fs | %s |", e.N, e.First, mdCell(e.Message))
+		}
+	}
 	if len(r.Raw.Runbooks) > 0 {
 		w("")
 		w("## Runbooks")
