@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/lifeline-dr/lifeline/runbook"
 )
 
 // The operator's actions are the public commands, run as a person would
@@ -93,16 +95,9 @@ type Runbook struct {
 	Steps    []RunbookStep `json:"steps"`
 }
 
-// RunbookStep is one step of a runbook with its timing.
-type RunbookStep struct {
-	Name     string    `json:"name"`
-	State    string    `json:"state"`
-	Started  time.Time `json:"started,omitzero"`
-	Finished time.Time `json:"finished,omitzero"`
-	Seconds  float64   `json:"seconds"`
-	Note     string    `json:"note,omitempty"`
-	Error    string    `json:"error,omitempty"`
-}
+// RunbookStep is one step of a runbook with its timing, as the runbook
+// package records it.
+type RunbookStep = runbook.Step
 
 // Runbooks lists the topology's runbooks.
 func (e *Env) Runbooks(ctx context.Context) ([]Runbook, error) {
