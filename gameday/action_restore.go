@@ -26,7 +26,7 @@ import (
 // rows that the workload lacks are copied back from it through the writer
 // endpoint (rows it still has are left alone). A dropped table is
 // recreated whole with pg_dump. The side instance is stopped afterwards;
-// its directory stays in the scratch folder.
+// its directory is in the run's scratch folder (kept with --keep).
 type restore struct {
 	bound
 	to, table, region string

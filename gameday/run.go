@@ -38,6 +38,9 @@ type Options struct {
 	Terminal  bool
 	// Children collects the topologies started, for a second Ctrl-C.
 	Children *Children
+	// Keep keeps what the run built besides its reports and logs: the
+	// databases and backups of a topology it started, restored copies.
+	Keep bool
 }
 
 // Run runs a scenario under each of its strategies (once when it lists
@@ -142,7 +145,11 @@ func runOne(ctx context.Context, sc *Scenario, strategy lifeline.Strategy, opts 
 	_ = os.Chmod(out, 0o755)
 	r.env = &Env{DataDir: dataDir, Workload: sc.Workload, CLI: CLI{Binary: opts.Binary, DataDir: dataDir}, Binary: opts.Binary, Scratch: scratch,
 		Logf: func(format string, args ...any) { fmt.Fprintf(r.log, "  "+format+"\n", args...) }}
-	if err := r.run(ctx, id); err != nil {
+	err = r.run(ctx, id)
+	if !opts.Keep {
+		_ = os.RemoveAll(scratch)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := rep.Write(); err != nil {
@@ -214,6 +221,13 @@ func (r *runner) topology(ctx context.Context, strategy lifeline.Strategy, out s
 	return dataDir, func() {
 		up.stop(r.log)
 		unlock()
+		if !r.opts.Keep {
+			// The databases and backups are hundreds of MB a run; the
+			// logs stay beside the report.
+			for _, d := range []string{"nodes", "backups"} {
+				_ = os.RemoveAll(filepath.Join(dataDir, d))
+			}
+		}
 	}, nil
 }
 

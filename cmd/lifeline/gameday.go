@@ -28,6 +28,7 @@ func newGameday() *cobra.Command {
 
 func newGamedayRun() *cobra.Command {
 	var dataDir, out, attach, strategy string
+	var keep bool
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO [--out DIR] [--attach DATADIR] [--strategy S]",
 		Short: "Run a game day scenario and write its report; exit 0 only when every expectation held",
@@ -54,7 +55,7 @@ second Ctrl-C passes on to the topology. Exit status: 0 when every expectation h
 				}
 				sc.Strategies = []lifeline.Strategy{lifeline.Strategy(strategy)}
 			}
-			reports, err := runGamedays(cmd, sc, gameday.Options{DataDir: dataDir, Out: out, Attach: attach})
+			reports, err := runGamedays(cmd, sc, gameday.Options{DataDir: dataDir, Out: out, Attach: attach, Keep: keep})
 			if err != nil {
 				return err
 			}
@@ -75,6 +76,7 @@ second Ctrl-C passes on to the topology. Exit status: 0 when every expectation h
 	cmd.Flags().StringVar(&out, "out", "", "report folder (default DATA/gamedays/RUN)")
 	cmd.Flags().StringVar(&attach, "attach", "", "data directory of a running topology to use instead of the scenario's")
 	cmd.Flags().StringVar(&strategy, "strategy", "", "run under this one of the scenario's strategies only")
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep the databases and backups of a topology the game day started, and restored copies")
 	return cmd
 }
 
