@@ -98,8 +98,8 @@ func TestGameday(t *testing.T) {
 		if n := len(f.Unexpected); n != 0 {
 			t.Errorf("%d unexpected writes: %v", n, f.Unexpected)
 		}
-		// The RTO is the ledger's own first write acknowledged among those
-		// started once the zone was gone, counted from the kill.
+		// The RTO is the ledger's own first write acknowledged after the
+		// outage began, counted from the kill.
 		var kill *gameday.Event
 		for i, e := range rep.Raw.Events {
 			if e.Kind == gameday.StepInject && e.Name == "kill-zone" {
@@ -109,9 +109,17 @@ func TestGameday(t *testing.T) {
 		if kill == nil || kill.Error != "" {
 			t.Fatalf("no kill-zone in the timeline: %+v", rep.Raw.Events)
 		}
+		// The outage begins when the first write started after the kill
+		// fails; the RTO ends with the first write acknowledged after that.
+		failed := kill.End
+		for _, a := range rep.Raw.Attempts {
+			if a.Op == gameday.OpWrite && a.Outcome != gameday.OK && !a.Start.Before(kill.End) && (failed == kill.End || a.End.Before(failed)) {
+				failed = a.End
+			}
+		}
 		var first *gameday.Attempt
 		for i, a := range rep.Raw.Attempts {
-			if a.Op == gameday.OpWrite && a.Outcome == gameday.OK && !a.Start.Before(kill.End) && (first == nil || a.Start.Before(first.Start)) {
+			if a.Op == gameday.OpWrite && a.Outcome == gameday.OK && !a.Start.Before(failed) && (first == nil || a.Start.Before(first.Start)) {
 				first = &rep.Raw.Attempts[i]
 			}
 		}

@@ -27,7 +27,8 @@
 //   - RPO is the count of lost writes and the span from the oldest of them
 //     to the first fault; RTO is, for each fault, from the moment its
 //     command began to the end of the first write acknowledged among those
-//     started once the command had returned, as the client saw it.
+//     started after the first write it cost had failed (or, when it cost
+//     none, after its command returned), as the client saw it.
 //   - Analyze is a pure function of Raw; report.json holds both, and the
 //     figures in it are those Analyze gives on its raw events.
 //   - A game day that starts a topology holds the machine-wide topology lock

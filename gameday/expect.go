@@ -43,7 +43,7 @@ var metrics = map[string]struct {
 	doc  string
 }{
 	"rpo":          {kindDuration, "from the oldest lost acknowledged write to the fault (0 when none is lost)"},
-	"rto":          {kindDuration, "from the fault to the first successful write after it, as the client saw it"},
+	"rto":          {kindDuration, "from the fault to the first successful write after the outage it caused, as the client saw it"},
 	"lost-writes":  {kindCount, "acknowledged writes missing after recovery"},
 	"unexpected":   {kindCount, "writes present that were never attempted (or whose attempt failed)"},
 	"recovered":    {kindCount, "writes of unknown outcome that are present"},

@@ -64,8 +64,9 @@ type FaultFigures struct {
 	At     time.Time `json:"at"`
 	// InEffect is when the fault's command returned.
 	InEffect time.Time `json:"in_effect"`
-	// FirstWrite is the first successful write started once the fault was
-	// in effect: its end minus At is the RTO a client saw.
+	// FirstWrite is the first successful write started once the fault had
+	// cost a write (see outageStart), or once it was in effect when it cost
+	// none: its end minus At is the RTO a client saw.
 	FirstWrite *Attempt `json:"first_write,omitempty"`
 	RTOSeconds *float64 `json:"rto_seconds"`
 }
@@ -121,14 +122,22 @@ func Analyze(raw Raw) Figures {
 	}
 	f.SetResult = CheckSet(attempts, raw.Present)
 	f.Faults = []FaultFigures{}
+	var injects []Event
 	for _, e := range raw.Events {
-		if e.Kind != StepInject {
-			continue
+		if e.Kind == StepInject {
+			injects = append(injects, e)
+		}
+	}
+	for i, e := range injects {
+		until := raw.LoadEnd
+		if i+1 < len(injects) {
+			until = injects[i+1].Start
 		}
 		ff := FaultFigures{Name: e.Name, Detail: e.Detail, At: e.Start, InEffect: e.End}
-		for i := range attempts {
-			a := attempts[i]
-			if a.Op == OpWrite && a.Outcome == OK && !a.Start.Before(e.End) {
+		from := outageStart(attempts, e.End, until)
+		for j := range attempts {
+			a := attempts[j]
+			if a.Op == OpWrite && a.Outcome == OK && !a.Start.Before(from) {
 				ff.FirstWrite = &a
 				ff.RTOSeconds = seconds(a.End.Sub(e.Start))
 				break
@@ -163,6 +172,25 @@ func Analyze(raw Raw) Figures {
 	f.Phases = phases(raw, f, attempts)
 	f.Timeline = timeline(raw, attempts)
 	return f
+}
+
+// outageStart is when a fault in effect from `from` first cost a write:
+// the earliest end of a write that did not succeed among those started
+// from then until the next fault. A fault that cost none (its first
+// writes succeed) starts its count at `from`. So an outage that begins a
+// few seconds after the fault (a fence once a lease runs out) is measured
+// to its end, not to a write that slipped through before it began.
+func outageStart(attempts []Attempt, from, until time.Time) time.Time {
+	var first time.Time
+	for _, a := range attempts {
+		if a.Op == OpWrite && a.Outcome != OK && !a.Start.Before(from) && a.Start.Before(until) && (first.IsZero() || a.End.Before(first)) {
+			first = a.End
+		}
+	}
+	if first.IsZero() {
+		return from
+	}
+	return first
 }
 
 func seconds(d time.Duration) *float64 {
