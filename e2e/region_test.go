@@ -24,9 +24,9 @@ import (
 // regionView is a runbook with what a region failover shows.
 type regionView struct {
 	runbookView
-	Params   map[string]string  `json:"params"`
-	Evidence *ll.Evidence `json:"evidence"`
-	Approval *ll.Approval `json:"approval"`
+	Params   map[string]string `json:"params"`
+	Evidence *ll.Evidence      `json:"evidence"`
+	Approval *ll.Approval      `json:"approval"`
 }
 
 func regionRunbooks(t *testing.T, u *topotest.Up) []regionView {
