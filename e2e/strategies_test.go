@@ -62,6 +62,24 @@ func TestStrategies(t *testing.T) {
 			if err := load.WaitAcksAfter(ctx, time.Time{}, 50); err != nil {
 				t.Fatal(err)
 			}
+			if w.Strategy == string(ll.BackupRestore) {
+				// What is archived and copied to eu-central survives: make
+				// sure the load's table and first writes are (archive_timeout
+				// is RPO/2, at most a minute).
+				conn := topotest.Connect(t, ctx, primaryOf(w))
+				var seg string
+				if err := conn.QueryRow(ctx, "SELECT pg_walfile_name(pg_switch_wal())").Scan(&seg); err != nil {
+					t.Fatal(err)
+				}
+				waitState(t, u, "segment "+seg+" copied to eu-central", 2*time.Minute, func(w status.Workload) bool {
+					for _, c := range w.Backups.Copies {
+						if c.Region == "eu-central" && c.NewestWAL >= seg {
+							return true
+						}
+					}
+					return false
+				})
+			}
 			killed, dead := killRegion(t, u, w, "eu-west")
 			if w.Failover == string(ll.FailoverApprove) {
 				st := waitState(t, u, "waiting for approval", 2*time.Minute, func(w status.Workload) bool {
