@@ -100,7 +100,7 @@ func TestStrategies(t *testing.T) {
 				return w.Active == "eu-central" && w.Phase == ll.PhaseSteady
 			})
 			p := primaryOf(st)
-			lost := checkLostSuffix(t, ctx, p, res)
+			lost := checkLostSuffix(t, ctx, p, res, dead)
 			first, _ := res.FirstAckAfter(dead)
 			rbs := regionRunbooks(t, u)
 			rb := rbs[len(rbs)-1]
