@@ -278,6 +278,7 @@ func (r *workloadRunner) restore(ctx context.Context, st lifeline.WorkloadState)
 	r.setProgress(fmt.Sprintf("restored backup %s (%d MB) in %.1fs; recovering to the end of the WAL (%s)", res.Backup.ID, res.Bytes>>20, res.Seconds, res.LastWAL))
 	r.log.Warn("restored from the region's repository", "backup", res.Backup.ID, "last_wal", res.LastWAL, "seconds", res.Seconds)
 	r.configured = ""
+	r.recovering = backup.SpoolCommand(spool, r.fetchCmd)
 	go r.prefetch(ctx, res, spool)
 	return nil
 }

@@ -400,7 +400,7 @@ be pulled out of it after a bad DELETE; it never archives into a repository.`,
 			if !start {
 				return nil
 			}
-			return runSide(ctx, cmd, e, into, port)
+			return runSide(ctx, cmd, e, into, port, restoreCmd)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the topology's data directory")
@@ -438,7 +438,7 @@ func describeTarget(t backup.Target) string {
 
 // runSide starts a restored copy on a free loopback port and waits for
 // Ctrl-C: a side instance to pull rows out of.
-func runSide(ctx context.Context, cmd *cobra.Command, e *backupEnv, into string, port int) error {
+func runSide(ctx context.Context, cmd *cobra.Command, e *backupEnv, into string, port int, restoreCmd string) error {
 	if port == 0 {
 		p, err := freePort("127.0.0.1")
 		if err != nil {
@@ -456,7 +456,7 @@ func runSide(ctx context.Context, cmd *cobra.Command, e *backupEnv, into string,
 	// hot_standby off: the copy refuses connections until recovery has
 	// reached its target and promoted, so nobody reads it half-replayed
 	// (with hot standby it would serve the rows of the backup's end point).
-	extra := map[string]string{"archive_mode": "off", "hot_standby": "off"}
+	extra := map[string]string{"archive_mode": "off", "hot_standby": "off", "restore_command": restoreCmd}
 	if err := pg.WriteConfig(postgres.Settings{AppName: "side_copy", Extra: extra}); err != nil {
 		return err
 	}
