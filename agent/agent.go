@@ -125,6 +125,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	go a.keepSession(ctx)
 	driver := &compute.Driver{Binary: a.binary(), LogDir: filepath.Join(dir, "services"), Log: a.log,
+		// A hung instance is restarted after failing its health check for
+		// about the time the vantage points need to take it out.
+		Check: func(ctx context.Context, inst compute.Instance) error {
+			return router.Probe(ctx, nil, router.Target{Name: inst.Name(), Kind: router.CheckHTTP, Address: inst.Addr, Path: inst.Health}, time.Second)
+		},
+		CheckEvery: 2 * time.Second, FailAfter: 5, StartGrace: 10 * time.Second,
 		Env: func(i compute.Instance) []string {
 			w, err := t.Workload(i.Workload)
 			if err != nil {

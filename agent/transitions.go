@@ -50,20 +50,35 @@ func (r *workloadRunner) clearDemotion() {
 // write that deletes the primary lease key. Idempotent: a server already
 // stopped cleanly is reported again, with its first report's time.
 func (r *workloadRunner) demote(ctx context.Context, st lifeline.WorkloadState) error {
+	var stopped *stopping
 	if r.pg.Running() {
 		r.log.Warn("demoting: stopping writes for a switchover")
-		r.waitArchived(ctx, 3*time.Second)
-		sctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := r.pg.Stop(sctx)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("stop for the switchover: %w", err)
+		// Before the pause: a checkpoint now leaves the shutdown's
+		// checkpoint little to write, and an archiver that has caught up
+		// leaves the shutdown nothing to wait for.
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := r.pg.Checkpoint(cctx); err != nil {
+			r.log.Warn("checkpoint before the switchover", "err", err)
 		}
-		r.setRole("")
+		cancel()
+		r.waitArchived(ctx, 3*time.Second)
+		stopped = &stopping{done: make(chan struct{})}
+		go func() {
+			sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			stopped.err = r.pg.Stop(sctx)
+			close(stopped.done)
+		}()
 	}
 	d := r.demotion()
 	if d == nil || d.Epoch != st.Epoch || d.Node != r.me.String() {
-		lsn, tli, err := r.pg.ShutdownCheckpoint(ctx)
+		// Writes have stopped once the shutdown checkpoint is in
+		// pg_control: every backend is gone and the server accepts no
+		// connection. It then still ships its last WAL to the standbys
+		// and waits for the archiver; the target's replay, which the
+		// switchover waits for, covers the first, and nothing needs the
+		// second. So the checkpoint is reported at once.
+		lsn, tli, err := r.awaitShutdownCheckpoint(ctx, stopped)
 		if err != nil {
 			return err
 		}
@@ -88,12 +103,49 @@ func (r *workloadRunner) demote(ctx context.Context, st lifeline.WorkloadState) 
 	if err != nil {
 		return fmt.Errorf("report the demotion: %w", err)
 	}
+	r.log.Warn("demoted: writes stopped", "checkpoint", d.LSN, "timeline", d.Timeline)
+	if stopped != nil {
+		// The lease is let go of only once the server is gone: without
+		// it, a server still shipping its last WAL would be fenced (an
+		// immediate shutdown) before its standbys had it.
+		<-stopped.done
+		if stopped.err != nil {
+			return fmt.Errorf("stop for the switchover: %w", stopped.err)
+		}
+		r.setRole("")
+	}
 	if err := r.lease.release(ctx); err != nil {
 		r.log.Warn("demoted; the etcd lease expires by itself", "err", err)
 	}
-	r.log.Warn("demoted: writes stopped", "checkpoint", d.LSN, "timeline", d.Timeline)
 	r.reportNow()
 	return nil
+}
+
+// stopping is a server's stop under way: done closes when it returned err.
+type stopping struct {
+	done chan struct{}
+	err  error
+}
+
+// awaitShutdownCheckpoint polls pg_control until the stopping server has
+// written its shutdown checkpoint (or, with stopped nil, reads it once).
+func (r *workloadRunner) awaitShutdownCheckpoint(ctx context.Context, stopped *stopping) (lifeline.LSN, int64, error) {
+	for final := stopped == nil; ; {
+		lsn, tli, err := r.pg.ShutdownCheckpoint(ctx)
+		if err == nil || final {
+			return lsn, tli, err
+		}
+		select {
+		case <-stopped.done:
+			if stopped.err != nil {
+				return 0, 0, fmt.Errorf("stop for the switchover: %w", stopped.err)
+			}
+			final = true // stopped: pg_control is final now
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
 }
 
 // waitArchived waits (at most max) until the archiver has no segment
@@ -208,8 +260,13 @@ func (r *workloadRunner) restore(ctx context.Context, st lifeline.WorkloadState)
 	defer repo.Close()
 	r.setProgress(fmt.Sprintf("restoring from %s", repo))
 	r.reportNow()
+	// WAL is fetched ahead of the recovery into a spool next to pg_wal,
+	// so that restore_command is a rename, not a download by a new
+	// process per segment.
+	spool := filepath.Join(r.pg.Config().Dir, "wal-spool")
+	_ = os.RemoveAll(spool)
 	res, err := repo.Restore(cctx, r.pg.DataDir(), backup.Target{Latest: true}, backup.RestoreOptions{
-		RestoreCommand: r.fetchCmd,
+		RestoreCommand: backup.SpoolCommand(spool, r.fetchCmd),
 		ArchiveCommand: r.archive["archive_command"],
 		Owner:          r.a.cfg.Owner,
 		Logger:         r.log,
@@ -221,7 +278,61 @@ func (r *workloadRunner) restore(ctx context.Context, st lifeline.WorkloadState)
 	r.setProgress(fmt.Sprintf("restored backup %s (%d MB) in %.1fs; recovering to the end of the WAL (%s)", res.Backup.ID, res.Bytes>>20, res.Seconds, res.LastWAL))
 	r.log.Warn("restored from the region's repository", "backup", res.Backup.ID, "last_wal", res.LastWAL, "seconds", res.Seconds)
 	r.configured = ""
+	r.recovering = backup.SpoolCommand(spool, r.fetchCmd)
+	go r.prefetch(ctx, res, spool)
 	return nil
+}
+
+// prefetch fills the spool while the restored server recovers, and stops
+// once it is out of recovery (or after rejoinWait).
+func (r *workloadRunner) prefetch(ctx context.Context, res *backup.RestoreResult, spool string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	repo, err := backup.OpenRegion(ctx, r.w, r.me.Region, r.a.cfg.DataDir)
+	if err != nil {
+		r.log.Warn("WAL prefetch: the repository", "err", err)
+		return
+	}
+	defer repo.Close()
+	p := &backup.Prefetch{Spool: spool, Chown: r.a.cfg.Owner.Chown,
+		Replayed: func(ctx context.Context) (lifeline.LSN, error) {
+			qctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			st, err := r.pg.Status(qctx)
+			if err != nil {
+				return 0, err
+			}
+			if !st.InRecovery {
+				cancel()
+				return 0, errors.New("recovered")
+			}
+			return st.LSN, nil
+		}}
+	// Ends the prefetch once the server has recovered.
+	go func() {
+		for ctx.Err() == nil {
+			qctx, qcancel := context.WithTimeout(ctx, time.Second)
+			st, err := r.pg.Status(qctx)
+			qcancel()
+			if err == nil && !st.InRecovery {
+				cancel()
+				return
+			}
+			sleepCtx(ctx, 500*time.Millisecond)
+		}
+	}()
+	stats, err := p.Run(ctx, repo, &res.Backup, res.Timeline)
+	r.log.Info("WAL prefetch done", "segments", stats.Segments, "bytes", stats.Bytes, "seconds", stats.Seconds, "err", err)
+	_ = os.RemoveAll(spool)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // retire stops the server and sets its data aside: the region holds no

@@ -52,6 +52,7 @@ type workloadRunner struct {
 	archiveOff string
 	offNow     bool   // archiveOff exists
 	fetchCmd   string // restore_command of a restore (backup-restore's failover)
+	recovering string // restore_command while a restored primary recovers
 	// standbySlots: this standby holds slots for the other nodes, so that
 	// they can stream from it the moment it is named primary (cascading
 	// through its promotion) instead of retrying until it creates them.
@@ -204,7 +205,10 @@ func (r *workloadRunner) settings(s postgres.Settings) postgres.Settings {
 	for k, v := range r.archive {
 		s.Extra[k] = v
 	}
-	if s.Upstream != nil && !r.offNow {
+	if r.recovering != "" {
+		// A restored primary recovering from its region's repository.
+		s.Extra["restore_command"] = r.recovering
+	} else if s.Upstream != nil && !r.offNow {
 		// While archive lookups are off for a while, none is configured:
 		// each one, even the shell that only finds them off, is a process
 		// the startup process waits for, several times in a switch of
@@ -551,6 +555,7 @@ func (r *workloadRunner) ready(ctx context.Context, st lifeline.WorkloadState) e
 	if err == nil && pst.InRecovery {
 		return nil // a restored primary still recovering: the next round
 	}
+	r.recovering = "" // recovered: the next apply drops its restore_command
 	if err := r.pg.EnsureReplicationUser(ctx); err != nil {
 		return err
 	}

@@ -125,7 +125,13 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		return err
 	}
-	return c.call(ctx, ep, method, path, body, out)
+	err = c.call(ctx, ep, method, path, body, out)
+	var ce *CallError
+	if err != nil && !errors.As(err, &ce) {
+		// The agent did not answer: the next call looks for one again.
+		c.chosen = ""
+	}
+	return err
 }
 
 func (c *Client) call(ctx context.Context, ep, method, path string, body, out any) error {

@@ -19,10 +19,12 @@ import (
 // SideCopies builds and starts side copies on the agent's host
 // (sidecopy.Runner).
 type SideCopies interface {
-	Restore(ctx context.Context, w *lifeline.Workload, region string, target backup.Target, into string) (*backup.RestoreResult, error)
+	// Restore builds the data directory into and returns the
+	// restore_command the copy fetches WAL with.
+	Restore(ctx context.Context, w *lifeline.Workload, region string, target backup.Target, into string) (*backup.RestoreResult, string, error)
 	// Start starts a restored copy and returns where it listens and how to
 	// stop it.
-	Start(ctx context.Context, w *lifeline.Workload, into string) (addr string, stop func(context.Context) error, err error)
+	Start(ctx context.Context, w *lifeline.Workload, into, restoreCmd string) (addr string, stop func(context.Context) error, err error)
 }
 
 // RestoreRequest asks for a side copy at a point in time: exactly one of
@@ -155,12 +157,13 @@ func (s *Server) runRestore(ctx context.Context, job *restoreJob, wl *lifeline.W
 		f(&job.view)
 		s.restoreMu.Unlock()
 	}
-	res, err := s.cfg.Sides.Restore(ctx, wl, job.view.Region, target, job.view.Dir)
+	data := filepath.Join(job.view.Dir, "data")
+	res, restoreCmd, err := s.cfg.Sides.Restore(ctx, wl, job.view.Region, target, data)
 	if err == nil {
 		set(func(v *RestoreView) { v.State, v.Backup, v.Notes = "starting", res.Backup.ID, res.Notes })
 		var addr string
 		var stop func(context.Context) error
-		addr, stop, err = s.cfg.Sides.Start(ctx, wl, job.view.Dir)
+		addr, stop, err = s.cfg.Sides.Start(ctx, wl, data, restoreCmd)
 		if err == nil {
 			host, port, _ := strings.Cut(addr, ":")
 			set(func(v *RestoreView) {

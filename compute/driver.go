@@ -26,7 +26,15 @@ type Driver struct {
 	LogDir string
 	// Env returns what is added to an instance's environment.
 	Env func(Instance) []string
-	Log *slog.Logger
+	// Check, when set, is the instance's health check (the vantage
+	// points' own probe); an instance that fails it FailAfter times in a
+	// row, CheckEvery apart, once past its first StartGrace, is
+	// restarted (with the same back-off as one that exits).
+	Check      func(ctx context.Context, inst Instance) error
+	CheckEvery time.Duration
+	FailAfter  int
+	StartGrace time.Duration
+	Log        *slog.Logger
 
 	mu      sync.Mutex
 	running map[string]*instanceProc // by Name
@@ -135,9 +143,20 @@ func (d *Driver) runOnce(ctx context.Context, inst Instance, command []string) e
 		return err
 	}
 	d.Log.Info("service instance started", "instance", inst.Name(), "pid", cmd.Process.Pid, "addr", inst.Addr)
+	unhealthy := d.watchHealth(ctx, inst, done)
 	select {
 	case <-done:
 		return exitErr
+	case why := <-unhealthy:
+		d.Log.Warn("service instance fails its health check; restarting it", "instance", inst.Name(), "err", why)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		return fmt.Errorf("unhealthy: %w", why)
 	case <-ctx.Done():
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -148,4 +167,44 @@ func (d *Driver) runOnce(ctx context.Context, inst Instance, command []string) e
 		}
 		return ctx.Err()
 	}
+}
+
+// watchHealth checks a running instance and sends the last error once it
+// failed FailAfter checks in a row; nothing when Check is not set.
+func (d *Driver) watchHealth(ctx context.Context, inst Instance, exited <-chan struct{}) <-chan error {
+	out := make(chan error, 1)
+	if d.Check == nil || d.FailAfter <= 0 || d.CheckEvery <= 0 {
+		return out
+	}
+	go func() {
+		select {
+		case <-time.After(d.StartGrace):
+		case <-exited:
+			return
+		case <-ctx.Done():
+			return
+		}
+		tick := time.NewTicker(d.CheckEvery)
+		defer tick.Stop()
+		fails := 0
+		for {
+			cctx, cancel := context.WithTimeout(ctx, d.CheckEvery)
+			err := d.Check(cctx, inst)
+			cancel()
+			if err == nil {
+				fails = 0
+			} else if fails++; fails >= d.FailAfter {
+				out <- err
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-exited:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }

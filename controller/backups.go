@@ -270,7 +270,8 @@ func LastBackup(ctx context.Context, s *store.Store, w string) (lifeline.BackupR
 const copyEvery = 5 * time.Second
 
 // schedule runs, while this controller leads, each workload's backups on
-// its `full` interval (the first one as soon as the primary serves),
+// its `full` interval (the first one as soon as the primary serves, and
+// one as soon as a region failover moved it),
 // a verification of each new backup, retention, and the cross-region copy.
 func (c *Controller) schedule(ctx context.Context) {
 	if c.cfg.Backups == nil {
@@ -286,12 +287,19 @@ func (c *Controller) schedule(ctx context.Context) {
 				c.log.Debug("copy backups", "workload", w.Name, "err", err)
 			}
 			last, found, err := LastBackup(ctx, c.s, w.Name)
-			if err != nil || (found && last.Error == "" && time.Since(last.At) < w.Backups.Full) ||
-				(found && last.Error != "" && time.Since(last.At) < time.Minute) {
+			if err != nil {
 				continue
 			}
 			primary, reports, err := b.primary(ctx, w)
 			if err != nil || !reports[primary.String()].Healthy {
+				continue
+			}
+			// A backup of the active region within `full`; after a region
+			// failover the new active region's repository gets one at once
+			// (its copies hold the old region's backups and WAL, not the
+			// new timeline's).
+			if (found && last.Error == "" && last.Region == primary.Region && time.Since(last.At) < w.Backups.Full) ||
+				(found && last.Error != "" && time.Since(last.At) < time.Minute) {
 				continue
 			}
 			info, err := b.Now(ctx, w, nil)

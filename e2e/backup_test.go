@@ -145,7 +145,11 @@ func TestBackups(t *testing.T) {
 	}
 
 	t.Run("point in time", func(t *testing.T) {
-		conn := side(t, u, "--into", filepath.Join(testenv.Dir(t), "pitr"), "--to-time", between.Format(time.RFC3339Nano))
+		into := filepath.Join(testenv.Dir(t), "pitr")
+		conn := side(t, u, "--into", into, "--to-time", between.Format(time.RFC3339Nano))
+		if _, err := os.Stat(filepath.Join(into, "PG_VERSION")); err != nil {
+			t.Errorf("--into %s is not the data directory itself (as pg_basebackup -D): %v", into, err)
+		}
 		if n := count(t, ctx, conn); n != 500 {
 			t.Errorf("restored to %s: %d rows, want exactly the 500 committed before", between.Format(time.RFC3339Nano), n)
 		}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,9 +24,9 @@ import (
 // regionView is a runbook with what a region failover shows.
 type regionView struct {
 	runbookView
-	Params   map[string]string  `json:"params"`
-	Evidence *ll.Evidence `json:"evidence"`
-	Approval *ll.Approval `json:"approval"`
+	Params   map[string]string `json:"params"`
+	Evidence *ll.Evidence      `json:"evidence"`
+	Approval *ll.Approval      `json:"approval"`
 }
 
 func regionRunbooks(t *testing.T, u *topotest.Up) []regionView {
@@ -84,11 +85,12 @@ func killRegion(t *testing.T, u *topotest.Up, w status.Workload, region string) 
 	return at, time.Now()
 }
 
-// checkLostSuffix asserts what asynchronous replication allows: the writes
-// lost are only the newest ones (a single writer's writes commit in order,
-// so a hole, a lost write older than one that survived, is a loss that
-// replication lag cannot explain). It returns the lost writes.
-func checkLostSuffix(t *testing.T, ctx context.Context, node status.Node, res gameday.Result) []gameday.Ack {
+// checkLostSuffix asserts what asynchronous replication allows: of the
+// writes acknowledged before the fault, the ones lost are only the newest
+// (a single writer's writes commit in order, so a hole, a lost write older
+// than one that survived, is a loss that replication lag cannot explain).
+// It returns the lost writes.
+func checkLostSuffix(t *testing.T, ctx context.Context, node status.Node, res gameday.Result, fault time.Time) []gameday.Ack {
 	t.Helper()
 	missing, err := gameday.Missing(ctx, nodeDSN(node), res.Acked)
 	if err != nil {
@@ -102,7 +104,7 @@ func checkLostSuffix(t *testing.T, ctx context.Context, node status.Node, res ga
 		lost[m.ID] = true
 	}
 	for _, a := range res.Acked {
-		if !lost[a.ID] && a.ID > missing[0].ID {
+		if !lost[a.ID] && a.ID > missing[0].ID && a.At.Before(fault) {
 			t.Errorf("write %d (acknowledged %s) was lost while the later write %d survived: not a replication lag",
 				missing[0].ID, missing[0].At.Format("15:04:05.000"), a.ID)
 			break
@@ -210,8 +212,16 @@ func TestRegionFailure(t *testing.T) {
 	})
 
 	t.Run("switchover to the other region and back loses nothing", func(t *testing.T) {
-		for _, to := range []string{"eu-central", "eu-west"} {
+		// Back to eu-west/a, with the controller leader killed in the
+		// middle: another finishes the same runbook.
+		for _, to := range []string{"eu-central", "eu-west/a"} {
 			old := primaryOf(u.Status(t).Workloads[0])
+			var leader string
+			var victim status.Node
+			if to == "eu-west/a" {
+				leader = safeLeader(t, u)
+				victim = nodeNamed(t, u, leader)
+			}
 			load, err := gameday.StartLoad(ctx, writer, 10*time.Millisecond)
 			if err != nil {
 				t.Fatal(err)
@@ -221,7 +231,24 @@ func TestRegionFailure(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			out := lifeline(t, u, "switchover", "--to", to)
+			var out string
+			if leader == "" {
+				out = lifeline(t, u, "switchover", "--to", to)
+			} else {
+				before := runbookIDs(t, u)
+				lifeline(t, u, "switchover", "--to", to, "--no-wait")
+				rb := waitRunbook(t, u, before, func(r runbookView) bool { return r.current() != "wait-lag-zero (pending)" }, time.Minute)
+				if err := syscall.Kill(victim.AgentPID, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("killed the controller leader %s with the switchover at %s", leader, rb.current())
+				rb = waitRunbook(t, u, before, func(r runbookView) bool { return r.State != "running" }, 2*time.Minute)
+				if rb.State != "succeeded" || rb.Leader == leader {
+					t.Fatalf("switchover %s: state %s, last moved on by %s; want succeeded by another controller than %s (%s)", rb.ID, rb.State, rb.Leader, leader, rb.Error)
+				}
+				out = fmt.Sprintf("runbook %s finished by %s", rb.ID, rb.Leader)
+				lifeline(t, u, "node", "start", leader)
+			}
 			done := time.Now()
 			if err := load.WaitAcksAfter(ctx, done, 20); err != nil {
 				t.Fatalf("writes did not resume after the switchover: %v\n%s", err, out)
@@ -229,7 +256,7 @@ func TestRegionFailure(t *testing.T) {
 			res := load.Stop()
 			st := u.Status(t).Workloads[0]
 			p := primaryOf(st)
-			if p.Region != to || st.Active != to || st.Phase != ll.PhaseSteady {
+			if region, _, _ := strings.Cut(to, "/"); p.Region != region || st.Active != region || st.Phase != ll.PhaseSteady {
 				t.Fatalf("after the switchover to %s: active %s, primary %s, phase %s\n%s", to, st.Active, name(p), st.Phase, out)
 			}
 			checkNoneLost(t, ctx, p, res)
@@ -254,6 +281,11 @@ func TestRegionFailure(t *testing.T) {
 
 	var failedOver bool
 	t.Run("region loss waits for approval, then eu-central takes over", func(t *testing.T) {
+		// The controller leader in eu-central (a node whose loss costs
+		// neither etcd nor the best standby) dies while the runbook waits
+		// for approval: the next leader takes the same runbook on.
+		leader := safeLeader(t, u)
+		victim := nodeNamed(t, u, leader)
 		before := runbookIDs(t, u)
 		old := primaryOf(u.Status(t).Workloads[0])
 		load, err := gameday.StartLoad(ctx, writer, 10*time.Millisecond)
@@ -282,6 +314,10 @@ func TestRegionFailure(t *testing.T) {
 		if !ok || !strings.HasPrefix(best.Node, "eu-central/") {
 			t.Fatalf("evidence names no eu-central standby: %+v", rb.Evidence)
 		}
+		if err := syscall.Kill(victim.AgentPID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("killed the controller leader %s while the failover waits for approval", leader)
 		alarms := lifeline(t, u, "alarms")
 		if !strings.Contains(alarms, "region-down") || !strings.Contains(alarms, "eu-west") {
 			t.Errorf("alarms:\n%s", alarms)
@@ -303,11 +339,15 @@ func TestRegionFailure(t *testing.T) {
 		st = waitState(t, u, "the failover done", 2*time.Minute, func(w status.Workload) bool {
 			return w.Phase == ll.PhaseSteady && w.Active == "eu-central"
 		})
+		if r, _ := newRunbook(t, u, before); r.State != "succeeded" || r.Leader == leader {
+			t.Errorf("region failover %s: state %s, finished by %s; want succeeded by another controller than %s", r.ID, r.State, r.Leader, leader)
+		}
+		lifeline(t, u, "node", "start", leader)
 		p := primaryOf(st)
 		if p.Region != "eu-central" || len(st.Fenced) != 1 || st.Fenced[0] != "eu-west" {
 			t.Fatalf("after the failover: primary %s, fenced %v", name(p), st.Fenced)
 		}
-		lost := checkLostSuffix(t, ctx, p, res)
+		lost := checkLostSuffix(t, ctx, p, res, dead)
 		first, _ := res.FirstAckAfter(approved)
 		span := time.Duration(0)
 		if len(lost) > 0 {
@@ -384,6 +424,22 @@ func TestRegionFailure(t *testing.T) {
 		t.Logf("failback to %s in %.1fs; writes paused at most %.2fs; rejoin copied %d of %d bytes; diverged WAL saved at %q\n%s",
 			name(p), done.Sub(start).Seconds(), maxPause(res, start, done).Seconds(), copied, size, fb.Params["diverged_wal"], out)
 	})
+}
+
+// waitRunbook waits for the runbook begun after before to satisfy ok.
+func waitRunbook(t *testing.T, u *topotest.Up, before map[string]bool, ok func(runbookView) bool, timeout time.Duration) runbookView {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if r, found := newRunbook(t, u, before); found && ok(r) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			r, _ := newRunbook(t, u, before)
+			t.Fatalf("runbook not as expected after %v: %+v", timeout, r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // regexpOff reports whether `routing show` lists region as off.

@@ -70,7 +70,7 @@ func waitNode(t *testing.T, u *topotest.Up, node, role string, timeout time.Dura
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not a healthy %s after %v:\n%s", node, role, timeout, u.Output())
+			t.Fatalf("%s not a healthy %s after %v:\n%s\nits agent's log ends:\n%s", node, role, timeout, u.Output(), tailOf(logOf(t, u, node), 60))
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
@@ -427,4 +427,13 @@ func safeLeader(t *testing.T, u *topotest.Up) string {
 			time.Sleep(time.Second) // an election is under way, or the leader catches up
 		}
 	}
+}
+
+// tailOf is the last n lines of s.
+func tailOf(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -1,7 +1,3 @@
-// Package gameday proves recovery objectives by measuring them. Its load
-// generator records every acknowledged write, so that after a fault the
-// writes lost (RPO) and the time to the first write that succeeds again
-// (RTO) are counted, not assumed.
 package gameday
 
 import (

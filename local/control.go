@@ -9,8 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lifeline-dr/lifeline"
@@ -40,15 +43,27 @@ func (r *Runner) serveControl() (*http.Server, error) {
 	act := func(w http.ResponseWriter, req *http.Request) {
 		name, action := node(req), req.PathValue("action")
 		var err error
-		switch action {
-		case "kill", "stop":
+		switch {
+		case r.isRegion(name) && (action == "kill" || action == "start"):
+			err = r.regionAction(req.Context(), name, action)
+		case action == "kill", action == "stop":
+			_ = r.thaw(name) // a frozen agent cannot act on SIGTERM
 			err = r.signalNode(req.Context(), name, action)
-		case "start":
+		case action == "start":
 			if err = r.checkNode(name); err == nil {
 				err = r.startProcess(name)
 			}
+		case action == "freeze":
+			var d time.Duration
+			if d, err = time.ParseDuration(req.URL.Query().Get("for")); err != nil || d <= 0 || d > maxFreeze {
+				err = fmt.Errorf("freeze %s: want for=DURATION, above 0 and at most %s", name, maxFreeze)
+			} else {
+				err = r.freeze(name, d)
+			}
+		case action == "thaw":
+			err = r.thaw(name)
 		default:
-			err = fmt.Errorf("unknown action %q: want kill, stop or start", action)
+			err = fmt.Errorf("unknown action %q: want kill, stop, start, freeze or thaw", action)
 		}
 		reply(w, r.states(), err)
 	}
@@ -89,6 +104,32 @@ func (r *Runner) serveControl() (*http.Server, error) {
 		}
 		reply(w, r.links(), nil)
 	})
+	mux.HandleFunc("POST /v1/latency", func(w http.ResponseWriter, req *http.Request) {
+		var d struct {
+			wan.Rule
+			Extra string `json:"extra"`
+		}
+		if err := json.NewDecoder(req.Body).Decode(&d); err != nil || d.A == "" || d.B == "" {
+			reply(w, nil, fmt.Errorf("want {\"a\": REGION|NODE, \"b\": REGION|NODE, \"extra\": DURATION}: %v", err))
+			return
+		}
+		extra, err := time.ParseDuration(strings.TrimPrefix(d.Extra, "+"))
+		if d.Extra == "0" {
+			extra, err = 0, nil
+		}
+		if err != nil || extra < 0 || extra > maxDelay {
+			reply(w, nil, fmt.Errorf("extra latency %q: want +DURATION up to %s, or 0 to remove it", d.Extra, maxDelay))
+			return
+		}
+		for _, p := range []string{d.A, d.B} {
+			if err := r.checkParty(p); err != nil {
+				reply(w, nil, err)
+				return
+			}
+		}
+		r.wan.SetDelay(d.Rule, extra)
+		reply(w, r.links(), nil)
+	})
 	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, _ *http.Request) {
 		r.once.Do(func() { close(r.down) })
 		reply(w, map[string]string{"state": "stopping"}, nil)
@@ -126,13 +167,124 @@ func (r *Runner) checkParty(p string) error {
 
 // Links is the state of the emulated network.
 type Links struct {
-	LatencyMS float64    `json:"latency_ms"`
-	Cuts      []wan.Rule `json:"cuts"`
-	Routes    int        `json:"routes"`
+	LatencyMS float64     `json:"latency_ms"`
+	Cuts      []wan.Rule  `json:"cuts"`
+	Delays    []wan.Delay `json:"delays,omitempty"`
+	Routes    int         `json:"routes"`
 }
 
 func (r *Runner) links() Links {
-	return Links{LatencyMS: float64(r.wan.Latency()) / float64(time.Millisecond), Cuts: r.wan.Rules(), Routes: len(r.wan.Routes())}
+	return Links{LatencyMS: float64(r.wan.Latency()) / float64(time.Millisecond), Cuts: r.wan.Rules(), Delays: r.wan.Delays(), Routes: len(r.wan.Routes())}
+}
+
+// Bounds of the faults the control socket injects: a freeze always ends
+// by itself, and an extra latency stays below the clients' timeouts' scale.
+const (
+	maxFreeze = 10 * time.Minute
+	maxDelay  = time.Minute
+)
+
+// isRegion reports whether name is one of the topology's regions.
+func (r *Runner) isRegion(name string) bool {
+	_, err := r.t.Region(name)
+	return err == nil && !strings.Contains(name, "/")
+}
+
+// regionAction kills every running node of a region at the same instant
+// (SIGKILL to all their process groups in one go, as when the region is
+// lost), or starts every node of it that is not running.
+func (r *Runner) regionAction(ctx context.Context, region, action string) error {
+	var names []string
+	for _, id := range r.t.Nodes() {
+		if id.Region == region {
+			names = append(names, id.String())
+		}
+	}
+	if action == "start" {
+		started := 0
+		for _, n := range names {
+			if r.pid(n) != 0 {
+				continue
+			}
+			if err := r.startProcess(n); err != nil {
+				return err
+			}
+			started++
+		}
+		if started == 0 {
+			return fmt.Errorf("every node of %s is already running", region)
+		}
+		return nil
+	}
+	r.mu.Lock()
+	var victims []*process
+	for _, n := range names {
+		if p, ok := r.procs[n]; ok && p.state == "running" {
+			victims = append(victims, p)
+		}
+	}
+	if len(victims) == 0 {
+		r.mu.Unlock()
+		return fmt.Errorf("no node of %s is running", region)
+	}
+	for _, p := range victims {
+		if t, frozen := r.frozen[p.name]; frozen {
+			t.Stop()
+			delete(r.frozen, p.name)
+		}
+		p.state = "killed"
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	r.mu.Unlock()
+	r.log.Warn("region kill", "region", region, "nodes", len(victims))
+	for _, p := range victims {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		waitGroupGone(p.cmd.Process.Pid)
+	}
+	return nil
+}
+
+// freeze stops a running node's process group (agent, etcd member,
+// PostgreSQL) with SIGSTOP and sends SIGCONT after d: a freeze always ends,
+// even when whoever asked for it is gone.
+func (r *Runner) freeze(name string, d time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.procs[name]
+	if !ok || p.state != "running" {
+		return fmt.Errorf("node %s is not running", name)
+	}
+	if _, frozen := r.frozen[name]; frozen {
+		return fmt.Errorf("node %s is already frozen", name)
+	}
+	pid := p.cmd.Process.Pid
+	if err := syscall.Kill(-pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("freeze %s: %w", name, err)
+	}
+	r.frozen[name] = time.AfterFunc(d, func() { _ = r.thaw(name) })
+	r.log.Warn("node frozen", "name", name, "for", d)
+	return nil
+}
+
+// thaw sends SIGCONT to a frozen node's process group at once.
+func (r *Runner) thaw(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, frozen := r.frozen[name]
+	if !frozen {
+		return nil
+	}
+	t.Stop()
+	delete(r.frozen, name)
+	if p, ok := r.procs[name]; ok {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT)
+	}
+	r.log.Info("node thawed", "name", name)
+	return nil
 }
 
 type response struct {
@@ -218,6 +370,19 @@ func (c *Client) Nodes(ctx context.Context) ([]NodeState, error) {
 func (c *Client) Node(ctx context.Context, name, action string) ([]NodeState, error) {
 	var out []NodeState
 	return out, c.call(ctx, http.MethodPost, "/v1/nodes/"+name+"/"+action, nil, &out)
+}
+
+// Freeze stops a node's processes for d (SIGSTOP, then SIGCONT).
+func (c *Client) Freeze(ctx context.Context, name string, d time.Duration) ([]NodeState, error) {
+	var out []NodeState
+	return out, c.call(ctx, http.MethodPost, "/v1/nodes/"+name+"/freeze?for="+url.QueryEscape(d.String()), nil, &out)
+}
+
+// Delay sets the extra latency between two parties (0 removes it).
+func (c *Client) Delay(ctx context.Context, rule wan.Rule, extra string) (Links, error) {
+	var out Links
+	body := map[string]string{"a": rule.A, "b": rule.B, "extra": extra}
+	return out, c.call(ctx, http.MethodPost, "/v1/latency", body, &out)
 }
 
 // Link cuts or heals links.

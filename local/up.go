@@ -56,6 +56,10 @@ type Runner struct {
 	down  chan struct{}
 	once  sync.Once
 	exits chan string
+
+	// frozen are the nodes stopped by `node freeze`, with the timer that
+	// thaws each.
+	frozen map[string]*time.Timer
 }
 
 // routerName is the router's process name among the nodes.
@@ -114,7 +118,7 @@ func Up(ctx context.Context, t *lifeline.Topology, opts Options) error {
 	}
 	r := &Runner{
 		t: t, opts: opts, dir: dir, log: opts.Logger, out: opts.Out,
-		procs: map[string]*process{}, down: make(chan struct{}), exits: make(chan string, 16),
+		procs: map[string]*process{}, frozen: map[string]*time.Timer{}, down: make(chan struct{}), exits: make(chan string, 16),
 	}
 	return r.run(ctx)
 }
@@ -311,6 +315,9 @@ func (r *Runner) states() []NodeState {
 	for _, n := range r.names() {
 		p := r.procs[n]
 		s := NodeState{Name: n, State: p.state}
+		if _, frozen := r.frozen[n]; frozen && p.state == "running" {
+			s.State = "frozen"
+		}
 		if p.state == "running" {
 			s.PID = p.cmd.Process.Pid
 		}
@@ -328,6 +335,12 @@ func (r *Runner) stopAll() {
 			continue
 		}
 		p.state = "stopped"
+		if t, frozen := r.frozen[p.name]; frozen {
+			// A frozen node could not act on SIGTERM.
+			t.Stop()
+			delete(r.frozen, p.name)
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT)
+		}
 		if p.name == lifeline.WitnessSite || p.name == routerName {
 			witness = append(witness, p)
 		} else {

@@ -29,7 +29,10 @@ type Config struct {
 	Name   string
 	BinDir string
 	// Dir holds the instance: data/ (PGDATA) and postgres.log.
-	Dir     string
+	Dir string
+	// Data, when set, is PGDATA itself (Dir then holds only the log):
+	// for a data directory an operator named.
+	Data    string
 	Owner   *Owner
 	Address string
 	Port    int
@@ -93,10 +96,20 @@ func New(cfg Config) *Instance {
 }
 
 // DataDir is PGDATA.
-func (i *Instance) DataDir() string { return filepath.Join(i.cfg.Dir, "data") }
+func (i *Instance) DataDir() string {
+	if i.cfg.Data != "" {
+		return i.cfg.Data
+	}
+	return filepath.Join(i.cfg.Dir, "data")
+}
 
 // LogFile is where the server's output goes.
-func (i *Instance) LogFile() string { return filepath.Join(i.cfg.Dir, "postgres.log") }
+func (i *Instance) LogFile() string {
+	if i.cfg.Data != "" {
+		return i.cfg.Data + ".log"
+	}
+	return filepath.Join(i.cfg.Dir, "postgres.log")
+}
 
 // Config returns the instance's configuration.
 func (i *Instance) Config() Config { return i.cfg }
@@ -269,6 +282,9 @@ func (i *Instance) WriteConfig(s Settings) error {
 	if err := i.writeFile(filepath.Join(data, "lifeline.conf"), b.Bytes(), 0o600); err != nil {
 		return err
 	}
+	if err := i.cleanAutoConf(conf); err != nil {
+		return err
+	}
 	if err := i.ensureInclude(); err != nil {
 		return err
 	}
@@ -283,6 +299,47 @@ func (i *Instance) WriteConfig(s Settings) error {
 		return err
 	}
 	return nil
+}
+
+// alwaysOurs are settings that only lifeline.conf may hold: a data
+// directory copied (pg_basebackup, pg_rewind) from a restored server
+// carries that server's recovery and archive settings in
+// postgresql.auto.conf, which PostgreSQL reads last.
+var alwaysOurs = []string{"restore_command", "archive_command", "archive_mode", "primary_conninfo", "primary_slot_name"}
+
+// cleanAutoConf removes from postgresql.auto.conf every setting that
+// lifeline.conf sets (conf) or always owns: auto.conf is read after it and
+// would win.
+func (i *Instance) cleanAutoConf(conf map[string]string) error {
+	path := filepath.Join(i.DataDir(), "postgresql.auto.conf")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("configure %s: %w", i.cfg.Name, err)
+	}
+	ours := map[string]bool{}
+	for k := range conf {
+		ours[k] = true
+	}
+	for _, k := range alwaysOurs {
+		ours[k] = true
+	}
+	var out []string
+	changed := false
+	for _, line := range strings.Split(string(b), "\n") {
+		key, _, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if ok && ours[strings.TrimSpace(key)] {
+			changed = true
+			continue
+		}
+		out = append(out, line)
+	}
+	if !changed {
+		return nil
+	}
+	return i.writeFile(path, []byte(strings.Join(out, "\n")), 0o600)
 }
 
 const includeLine = "include_if_exists = 'lifeline.conf'"

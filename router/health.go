@@ -116,6 +116,10 @@ type Target struct {
 	Path string
 	// Host, when set, is the HTTP Host header (a front door routes by it).
 	Host string
+	// Interval, when set and shorter, overrides the settings' interval
+	// for this target (databases are checked more often: a region is
+	// declared down on their checks).
+	Interval time.Duration
 }
 
 // HealthReport is one vantage point's latest word on one target, as
@@ -371,8 +375,12 @@ func (c *Checker) keepAlive(ctx context.Context) {
 // the streak changes.
 func (c *Checker) loop(ctx context.Context, t Target) {
 	// Spread the targets' checks over the interval.
-	sleep(ctx, rand.N(c.settings.Interval))
-	tick := time.NewTicker(c.settings.Interval)
+	every := c.settings.Interval
+	if t.Interval > 0 && t.Interval < every {
+		every = t.Interval
+	}
+	sleep(ctx, rand.N(every))
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var cur HealthReport
 	published := -1 // the lease generation the current report was written under
@@ -397,7 +405,7 @@ func (c *Checker) loop(ctx context.Context, t Target) {
 		lease, gen := c.lease, c.gen
 		c.mu.Unlock()
 		if next.Up != cur.Up || next.Streak != cur.Streak || next.Since != cur.Since || published != gen {
-			pctx, cancel := context.WithTimeout(ctx, c.settings.Interval)
+			pctx, cancel := context.WithTimeout(ctx, every)
 			perr := c.s.Put(pctx, c.s.Keys().Health(t.Name, c.vantage), next, clientv3.WithLease(lease))
 			cancel()
 			if perr == nil {

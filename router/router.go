@@ -280,6 +280,12 @@ func EntryTarget(workload, region string) string { return workload + "/" + regio
 // InstanceTarget names a service instance among the health targets.
 func InstanceTarget(i compute.Instance) string { return i.Name() }
 
+// DatabaseCheckInterval is how often the vantage points check each
+// database (a TCP connection): a region is declared down when its
+// databases fail these checks for control.region-down-after, so their
+// interval adds to the detection of a lost region.
+const DatabaseCheckInterval = time.Second
+
 // Targets is what every vantage point checks while each workload is in
 // state states[workload]: the regional front doors, the service
 // instances, and the databases. A workload without a state gets only its
@@ -301,7 +307,7 @@ func Targets(t *lifeline.Topology, states map[string]lifeline.WorkloadState) []T
 		}
 		for _, id := range t.DatabaseNodesIn(st) {
 			out = append(out, Target{Name: w.Name + "/" + id.String() + "/postgres", Kind: CheckTCP,
-				Address: net.JoinHostPort(t.Address(id), strconv.Itoa(w.Database.Port))})
+				Address: net.JoinHostPort(t.Address(id), strconv.Itoa(w.Database.Port)), Interval: DatabaseCheckInterval})
 		}
 	}
 	return out

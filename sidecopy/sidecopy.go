@@ -24,33 +24,36 @@ import (
 	"github.com/lifeline-dr/lifeline/postgres"
 )
 
-// Restore builds into/data from region's repository at target: the newest
-// backup that ends before it, and the WAL up to it (replayed when the copy
-// starts).
-func Restore(ctx context.Context, b *controller.Backups, w *lifeline.Workload, region string, target backup.Target, into string) (*backup.RestoreResult, error) {
+// Restore builds the data directory into (empty or absent) from region's
+// repository at target: the newest backup that ends before it, and the
+// WAL up to it (replayed when the copy starts). It returns the
+// restore_command the copy fetches that WAL with.
+func Restore(ctx context.Context, b *controller.Backups, w *lifeline.Workload, region string, target backup.Target, into string) (*backup.RestoreResult, string, error) {
 	repo, err := backup.OpenRegion(ctx, w, region, b.DataDir)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer repo.Close()
 	restoreCmd, err := b.RestoreCommand(w, region, filepath.Join(b.DataDir, "scratch"))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return repo.Restore(ctx, filepath.Join(into, "data"), target, backup.RestoreOptions{RestoreCommand: restoreCmd, Owner: b.Owner})
+	res, err := repo.Restore(ctx, into, target, backup.RestoreOptions{RestoreCommand: restoreCmd, Owner: b.Owner})
+	return res, restoreCmd, err
 }
 
-// Start starts a restored copy on host:port (trusting connections from
-// host) with parameters, and waits until recovery has reached its target
-// and the copy accepts connections (up to 30 minutes).
-func Start(ctx context.Context, b *controller.Backups, w *lifeline.Workload, into, host string, port int, parameters map[string]string) (*postgres.Instance, error) {
+// Start starts the restored data directory into on host:port (trusting
+// connections from host) with parameters, its log next to it, and waits
+// until recovery has reached its target and the copy accepts connections
+// (up to 30 minutes).
+func Start(ctx context.Context, b *controller.Backups, w *lifeline.Workload, into, restoreCmd, host string, port int, parameters map[string]string) (*postgres.Instance, error) {
 	pg := postgres.New(postgres.Config{
-		Name: "side copy", BinDir: b.PGBin, Dir: into, Owner: b.Owner, Address: host, Port: port,
+		Name: "side copy", BinDir: b.PGBin, Dir: filepath.Dir(into), Data: into, Owner: b.Owner, Address: host, Port: port,
 		Superuser: w.Database.Superuser, ReplicationUser: w.Database.ReplicationUser,
 		Trust:      []string{host},
 		Parameters: parameters,
 	})
-	extra := map[string]string{"archive_mode": "off", "hot_standby": "off"}
+	extra := map[string]string{"archive_mode": "off", "hot_standby": "off", "restore_command": restoreCmd}
 	if err := pg.WriteConfig(postgres.Settings{AppName: "side_copy", Extra: extra}); err != nil {
 		return nil, err
 	}
@@ -83,19 +86,19 @@ type Runner struct {
 }
 
 // Restore implements api.SideCopies.
-func (r *Runner) Restore(ctx context.Context, w *lifeline.Workload, region string, target backup.Target, into string) (*backup.RestoreResult, error) {
+func (r *Runner) Restore(ctx context.Context, w *lifeline.Workload, region string, target backup.Target, into string) (*backup.RestoreResult, string, error) {
 	return Restore(ctx, r.B, w, region, target, into)
 }
 
 // Start implements api.SideCopies: the copy on a free port of Host.
-func (r *Runner) Start(ctx context.Context, w *lifeline.Workload, into string) (string, func(context.Context) error, error) {
+func (r *Runner) Start(ctx context.Context, w *lifeline.Workload, into, restoreCmd string) (string, func(context.Context) error, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(r.Host, "0"))
 	if err != nil {
 		return "", nil, err
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	pg, err := Start(ctx, r.B, w, into, r.Host, port, r.Parameters)
+	pg, err := Start(ctx, r.B, w, into, restoreCmd, r.Host, port, r.Parameters)
 	if err != nil {
 		return "", nil, err
 	}

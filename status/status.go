@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/compute"
 	"github.com/lifeline-dr/lifeline/router"
 	"github.com/lifeline-dr/lifeline/store"
 )
@@ -61,7 +62,17 @@ type Workload struct {
 	LeaseHolder  string                   `json:"lease_holder"`
 	LastFailover *lifeline.FailoverRecord `json:"last_failover,omitempty"`
 	Backups      Backups                  `json:"backups"`
-	Nodes        []Node                   `json:"nodes"`
+	// Instances are the service instances per region: how many the
+	// placement wants there now and how many pass their health checks.
+	Instances []RegionInstances `json:"instances"`
+	Nodes     []Node            `json:"nodes"`
+}
+
+// RegionInstances counts a region's service instances.
+type RegionInstances struct {
+	Region  string `json:"region"`
+	Want    int    `json:"want"`
+	Healthy int    `json:"healthy"`
 }
 
 // Backups is the state of a workload's backups.
@@ -85,6 +96,7 @@ type Facts struct {
 	Reports   map[string]lifeline.NodeStatus // by node
 	Failovers []lifeline.FailoverRecord
 	Backup    map[string]json.RawMessage // "last", "verify", "copy-<region>"
+	Health    []store.HealthResult
 	Now       time.Time
 }
 
@@ -173,6 +185,13 @@ func Read(ctx context.Context, s *store.Store, workload string) (Facts, error) {
 	if f.Backup, err = store.List[json.RawMessage](ctx, s, s.Keys().BackupStatePrefix(workload)); err != nil {
 		return f, err
 	}
+	health, err := store.List[store.HealthResult](ctx, s, s.Keys().HealthPrefix())
+	if err != nil {
+		return f, err
+	}
+	for _, h := range health {
+		f.Health = append(f.Health, h)
+	}
 	f.Now = time.Now()
 	return f, nil
 }
@@ -219,6 +238,9 @@ func Build(t *lifeline.Topology, w *lifeline.Workload, f Facts) Workload {
 			}
 		}
 	}
+	if f.HasState {
+		out.Instances = instances(t, w, st, f.Health)
+	}
 	primary, _ := st.PrimaryNode()
 	pst := reports[st.Primary]
 	primaryLSN, _ := lifeline.ParseLSN(pst.LSN)
@@ -243,6 +265,35 @@ func Build(t *lifeline.Topology, w *lifeline.Workload, f Facts) Workload {
 		}
 		n.WithinRPO = n.Healthy && (id == primary || n.LagSeconds <= w.Objectives.RPO.Seconds())
 		out.Nodes = append(out.Nodes, n)
+	}
+	return out
+}
+
+// instances counts each region's service instances, and those a majority
+// of the vantage points that report on them see up.
+func instances(t *lifeline.Topology, w *lifeline.Workload, st lifeline.WorkloadState, health []store.HealthResult) []RegionInstances {
+	votes := map[string][2]int{} // target → up, reports
+	for _, h := range health {
+		v := votes[h.Target]
+		if h.Up {
+			v[0]++
+		}
+		v[1]++
+		votes[h.Target] = v
+	}
+	out := make([]RegionInstances, 0, len(t.Regions))
+	for _, r := range t.RegionNames() {
+		ri := RegionInstances{Region: r}
+		for _, inst := range compute.Plan(t, w, st.Active) {
+			if inst.Node.Region != r {
+				continue
+			}
+			ri.Want++
+			if v := votes[inst.Name()]; v[1] > 0 && 2*v[0] > v[1] {
+				ri.Healthy++
+			}
+		}
+		out = append(out, ri)
 	}
 	return out
 }
@@ -287,6 +338,13 @@ func (r *Report) WriteTable(out io.Writer) error {
 				f.From, f.To, f.Started.Local().Format("2006-01-02 15:04:05"), f.Seconds, f.Kind)
 		}
 		writeBackups(out, w.Backups)
+		if len(w.Instances) > 0 {
+			var parts []string
+			for _, ri := range w.Instances {
+				parts = append(parts, fmt.Sprintf("%s %d/%d healthy", ri.Region, ri.Healthy, ri.Want))
+			}
+			fmt.Fprintf(out, "services: %s\n", strings.Join(parts, ", "))
+		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NODE\tROLE\tHEALTHY\tADDRESS\tTL\tLSN\tLAG\tLAG(s)\tIN RPO\tPIDS (agent/pg)\tNOTE")
 		nodes := append([]Node(nil), w.Nodes...)

@@ -51,6 +51,9 @@ type Emulator struct {
 	sites  map[string]string
 
 	latency atomic.Int64 // one-way, nanoseconds
+	// delays are extra latencies between parties (link latency A B +D),
+	// replaced whole on every change: read for every chunk without a lock.
+	delays atomic.Pointer[[]Delay]
 
 	mu        sync.Mutex
 	rules     []Rule
@@ -113,6 +116,56 @@ func (e *Emulator) SetLatency(d time.Duration) { e.latency.Store(int64(d)) }
 
 // Latency is the one-way cross-region latency.
 func (e *Emulator) Latency() time.Duration { return time.Duration(e.latency.Load()) }
+
+// Delay is an extra one-way latency on every route between A and B, on
+// top of the cross-region latency (`lifeline link latency A B +50ms`).
+type Delay struct {
+	Rule
+	Extra time.Duration `json:"extra"`
+}
+
+// SetDelay sets the extra latency between A and B; 0 removes it. It
+// applies at once to every chunk still to be sent.
+func (e *Emulator) SetDelay(r Rule, extra time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var ds []Delay
+	if p := e.delays.Load(); p != nil {
+		for _, d := range *p {
+			if d.Rule != r {
+				ds = append(ds, d)
+			}
+		}
+	}
+	if extra > 0 {
+		ds = append(ds, Delay{Rule: r, Extra: extra})
+	}
+	e.delays.Store(&ds)
+	e.log.Warn("link delay", "rule", r.String(), "extra", extra)
+}
+
+// Delays lists the extra latencies in force.
+func (e *Emulator) Delays() []Delay {
+	if p := e.delays.Load(); p != nil {
+		return append([]Delay(nil), *p...)
+	}
+	return nil
+}
+
+// extra is the extra latency of a connection: the largest that applies.
+func (e *Emulator) extra(c *conn) time.Duration {
+	p := e.delays.Load()
+	if p == nil {
+		return 0
+	}
+	var max time.Duration
+	for _, d := range *p {
+		if d.Extra > max && d.matches(c.from, c.to) {
+			max = d.Extra
+		}
+	}
+	return max
+}
 
 // Cut adds a rule; connections it covers stop flowing at once.
 func (e *Emulator) Cut(r Rule) {
@@ -301,6 +354,7 @@ func (e *Emulator) pipe(c *conn, dst net.Conn, src io.Reader, delay time.Duratio
 				if d < 0 {
 					d = time.Duration(e.latency.Load())
 				}
+				d += e.extra(c)
 				select {
 				case ch <- chunk{buf[:n], time.Now().Add(d)}:
 				case <-c.done:

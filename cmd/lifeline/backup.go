@@ -338,7 +338,7 @@ be pulled out of it after a bad DELETE; it never archives into a repository.`,
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "restoring %s from %s's repository into %s...\n", e.w.Name, r, into)
-			res, err := sidecopy.Restore(ctx, e.b, e.w, r, target, into)
+			res, restoreCmd, err := sidecopy.Restore(ctx, e.b, e.w, r, target, into)
 			if err != nil {
 				return err
 			}
@@ -346,17 +346,17 @@ be pulled out of it after a bad DELETE; it never archives into a repository.`,
 				fmt.Fprintln(cmd.ErrOrStderr(), "note:", note)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "restored backup %s (%s) in %.1fs into %s; recovery replays WAL to %s when the server starts\n",
-				res.Backup.ID, mb(res.Bytes), res.Seconds, filepath.Join(into, "data"), describeTarget(res.Target))
+				res.Backup.ID, mb(res.Bytes), res.Seconds, into, describeTarget(res.Target))
 			if !start {
 				return nil
 			}
-			return runSide(ctx, cmd, e, into, port)
+			return runSide(ctx, cmd, e, into, port, restoreCmd)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the topology's data directory")
 	cmd.Flags().StringVar(&workload, "workload", "", "workload (default: the only one)")
 	cmd.Flags().StringVar(&region, "region", "", "region whose repository to restore from (default: the primary's)")
-	cmd.Flags().StringVar(&into, "into", "", "directory to build (DIR/data is the data directory)")
+	cmd.Flags().StringVar(&into, "into", "", "the data directory to build (empty or absent), as pg_basebackup -D; pg_ctl -D DIR starts it")
 	cmd.Flags().StringVar(&toTime, "to-time", "", "restore every transaction committed up to this time")
 	cmd.Flags().StringVar(&toLSN, "to-lsn", "", "restore up to this WAL position")
 	cmd.Flags().BoolVar(&latest, "latest", false, "restore everything in the archive")
@@ -388,7 +388,7 @@ func describeTarget(t backup.Target) string {
 
 // runSide starts a restored copy on a free loopback port and waits for
 // Ctrl-C: a side instance to pull rows out of.
-func runSide(ctx context.Context, cmd *cobra.Command, e *backupEnv, into string, port int) error {
+func runSide(ctx context.Context, cmd *cobra.Command, e *backupEnv, into string, port int, restoreCmd string) error {
 	if port == 0 {
 		p, err := freePort("127.0.0.1")
 		if err != nil {
@@ -396,8 +396,8 @@ func runSide(ctx context.Context, cmd *cobra.Command, e *backupEnv, into string,
 		}
 		port = p
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "starting the side instance on 127.0.0.1:%d; it accepts connections once recovery has replayed WAL to the target\n", port)
-	pg, err := sidecopy.Start(ctx, e.b, e.w, into, "127.0.0.1", port, agent.SmallParameters)
+	fmt.Fprintf(cmd.ErrOrStderr(), "starting the side instance on 127.0.0.1:%d; it accepts connections once recovery has replayed WAL to the target (log next to %s)\n", port, into)
+	pg, err := sidecopy.Start(ctx, e.b, e.w, into, restoreCmd, "127.0.0.1", port, agent.SmallParameters)
 	if err != nil {
 		return err
 	}

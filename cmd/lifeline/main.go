@@ -52,7 +52,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newController(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore(), newRouting(),
-		newApprove(), newReject(), newFailover(), newSwitchover(), newFailback(), newAlarms(), newToken())
+		newApprove(), newReject(), newFailover(), newSwitchover(), newFailback(), newAlarms(), newGameday(), newDemo(), newToken())
 	// The commands that change something go through an agent's API with
 	// a token: --token, else $LIFELINE_TOKEN, else the admin token `up`
 	// left in the data directory.

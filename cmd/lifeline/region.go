@@ -78,14 +78,22 @@ func printPlan(out io.Writer, t *lifeline.Topology, workload, kind, to string) e
 func follow(ctx context.Context, out io.Writer, c *api.Client, id string) error {
 	printed := map[string]bool{}
 	waiting := false
+	lastRead := time.Now()
 	for {
 		var rb runbook.Runbook
-		if err := c.Do(ctx, http.MethodGet, api.V1+"/runbooks/"+url.PathEscape(id), nil, &rb); err != nil {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := c.Do(rctx, http.MethodGet, api.V1+"/runbooks/"+url.PathEscape(id), nil, &rb)
+		cancel()
+		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("runbook %s still running (lifeline runbooks shows it): %w", id, ctx.Err())
 			}
+			if time.Since(lastRead) > time.Minute {
+				return fmt.Errorf("runbook %s: no agent's API answers (%w); it may still run: lifeline runbooks", id, err)
+			}
 			fmt.Fprintf(out, "  (cannot read the runbook: %v; retrying)\n", err)
 		} else {
+			lastRead = time.Now()
 			for _, st := range rb.Steps {
 				if (st.State == runbook.Succeeded || st.State == runbook.Skipped || st.State == runbook.Failed) && !printed[st.Name] {
 					printed[st.Name] = true

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -87,7 +88,10 @@ func (a *app) db(ctx context.Context) (*pgxpool.Pool, error) {
 		a.pool = p
 	}
 	if !a.ready {
-		if _, err := a.pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS example_orders (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), instance text)"); err != nil {
+		// request is the client's id for the order (game days send one
+		// with every write and look for it after a failover).
+		if _, err := a.pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS example_orders (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), instance text, request text UNIQUE);"+
+			"ALTER TABLE example_orders ADD COLUMN IF NOT EXISTS request text UNIQUE"); err != nil {
 			return nil, err
 		}
 		a.ready = true
@@ -185,12 +189,26 @@ func (a *app) order(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
+	// An optional {"id": "..."} names the order: the same id twice is one order.
+	var in struct {
+		ID string `json:"id"`
+	}
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&in); err != nil && !errors.Is(err, io.EOF) {
+			reply(w, http.StatusBadRequest, map[string]string{"error": "want {\"id\": \"...\"} or no body: " + err.Error()})
+			return
+		}
+	}
+	var request *string
+	if in.ID != "" {
+		request = &in.ID
+	}
 	var id int64
-	if err := pool.QueryRow(ctx, "INSERT INTO example_orders (instance) VALUES ($1) RETURNING id", a.cfg.Instance).Scan(&id); err != nil {
-		reply(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+	if err := pool.QueryRow(ctx, "INSERT INTO example_orders (instance, request) VALUES ($1, $2) ON CONFLICT (request) DO UPDATE SET request = EXCLUDED.request RETURNING id", a.cfg.Instance, request).Scan(&id); err != nil {
+		reply(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error(), "instance": a.cfg.Instance, "region": os.Getenv("LIFELINE_REGION")})
 		return
 	}
-	reply(w, http.StatusCreated, map[string]any{"id": id, "instance": a.cfg.Instance, "region": os.Getenv("LIFELINE_REGION")})
+	reply(w, http.StatusCreated, map[string]any{"id": id, "request": in.ID, "instance": a.cfg.Instance, "region": os.Getenv("LIFELINE_REGION")})
 }
 
 func (a *app) count(w http.ResponseWriter, r *http.Request) {
@@ -206,7 +224,7 @@ func (a *app) count(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	reply(w, http.StatusOK, map[string]any{"count": n})
+	reply(w, http.StatusOK, map[string]any{"count": n, "instance": a.cfg.Instance, "region": os.Getenv("LIFELINE_REGION")})
 }
 
 func reply(w http.ResponseWriter, code int, v any) {

@@ -1,0 +1,139 @@
+package gameday
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/lifeline-dr/lifeline/runbook"
+)
+
+// The operator's actions are the public commands, run as a person would
+// type them. A command this lifeline does not have fails the action with
+// the command's own message.
+//
+//	approve     lifeline approve RUNBOOK           (runbook: ID, default the newest one not finished)
+//	switchover  lifeline switchover --workload W --to REGION
+//	failback    lifeline failback --workload W
+//	restore     lifeline restore --to-time T --into DIR --start, then the rows copied back (action_restore.go)
+
+// cliAction is an action that is one lifeline command.
+type cliAction struct {
+	bound
+	name string
+	args func(ctx context.Context, e *Env) ([]string, error)
+	ran  []string
+}
+
+func (a *cliAction) Name() string { return a.name }
+
+func (a *cliAction) Describe() string { return fmt.Sprint(a.ran) }
+
+func (a *cliAction) Run(ctx context.Context) error {
+	args, err := a.args(ctx, a.env)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.name, err)
+	}
+	a.ran = append([]string{"lifeline"}, args...)
+	out, err := a.env.CLI.Lifeline(ctx, args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.name, err)
+	}
+	a.env.logf("%s: %s", a.name, out)
+	return nil
+}
+
+func init() {
+	registerAction("approve", actionType{keys: []string{"runbook"}, make: func(p *params) Action {
+		id := p.String("runbook", "pending")
+		return &cliAction{name: "approve", args: func(ctx context.Context, e *Env) ([]string, error) {
+			if id == "pending" {
+				rb, err := e.pendingRunbook(ctx, time.Minute)
+				if err != nil {
+					return nil, err
+				}
+				id = rb
+			}
+			return []string{"approve", id}, nil
+		}}
+	}})
+	registerAction("switchover", actionType{keys: []string{"to", "workload"}, make: func(p *params) Action {
+		to, workload := p.Required("to", "switchover"), p.String("workload", "")
+		if to != "" && !nameRe.MatchString(to) {
+			p.Errorf("to", "switchover: to %q: want a region", to)
+		}
+		return &cliAction{name: "switchover", args: func(_ context.Context, e *Env) ([]string, error) {
+			return []string{"switchover", "--workload", e.workloadName(workload), "--to", to}, nil
+		}}
+	}})
+	registerAction("failback", actionType{keys: []string{"workload"}, make: func(p *params) Action {
+		workload := p.String("workload", "")
+		return &cliAction{name: "failback", args: func(_ context.Context, e *Env) ([]string, error) {
+			return []string{"failback", "--workload", e.workloadName(workload)}, nil
+		}}
+	}})
+}
+
+func (e *Env) workloadName(given string) string {
+	if given != "" {
+		return given
+	}
+	return e.Workload
+}
+
+// Runbook is a runbook as `lifeline runbooks --json` shows it.
+type Runbook struct {
+	ID       string        `json:"id"`
+	Workload string        `json:"workload"`
+	Kind     string        `json:"kind"`
+	State    string        `json:"state"`
+	Started  time.Time     `json:"started"`
+	Seconds  float64       `json:"seconds"`
+	Leader   string        `json:"leader,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	Steps    []RunbookStep `json:"steps"`
+}
+
+// RunbookStep is one step of a runbook with its timing, as the runbook
+// package records it.
+type RunbookStep = runbook.Step
+
+// Runbooks lists the topology's runbooks.
+func (e *Env) Runbooks(ctx context.Context) ([]Runbook, error) {
+	out, err := e.CLI.Lifeline(ctx, "runbooks", "--json")
+	if err != nil {
+		return nil, err
+	}
+	var rbs []Runbook
+	if err := json.Unmarshal([]byte(out), &rbs); err != nil {
+		return nil, fmt.Errorf("runbooks --json: %w", err)
+	}
+	return rbs, nil
+}
+
+// pendingRunbook waits for the newest runbook that has not finished.
+func (e *Env) pendingRunbook(ctx context.Context, wait time.Duration) (string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		rbs, err := e.Runbooks(ctx)
+		if err == nil {
+			for i := len(rbs) - 1; i >= 0; i-- {
+				if s := rbs[i].State; s != "succeeded" && s != "failed" {
+					return rbs[i].ID, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return "", err
+			}
+			return "", fmt.Errorf("no runbook waits for approval after %s", wait)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
