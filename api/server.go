@@ -33,6 +33,16 @@ type Backups interface {
 	Verify(ctx context.Context, w *lifeline.Workload, region string) (*backup.VerifyResult, error)
 }
 
+// Telemetry is the cluster as an agent follows it (telemetry.Sampler).
+type Telemetry interface {
+	Snapshot() (telemetry.Snapshot, bool)
+	// Subscribe signals each refresh until the returned function is called.
+	Subscribe() (<-chan struct{}, func())
+	History(since time.Time) []telemetry.Series
+}
+
+var _ Telemetry = (*telemetry.Sampler)(nil)
+
 // Config is what a server needs.
 type Config struct {
 	T *lifeline.Topology
@@ -45,7 +55,9 @@ type Config struct {
 	// and game-day reports are found from it.
 	DataDir string
 	Tokens  TokenLookup
-	Sampler *telemetry.Sampler
+	// Sampler is the agent's view of the cluster (telemetry.Sampler):
+	// status, the dashboard's events and the lag history come from it.
+	Sampler Telemetry
 	Backups Backups
 	// Sides makes side copies (restores at a point in time); nil makes none.
 	Sides SideCopies

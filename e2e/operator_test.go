@@ -368,7 +368,7 @@ func TestOperatorSurface(t *testing.T) {
 			chromedp.WithPollingTimeout(20*time.Second))); err != nil {
 			t.Errorf("the dashboard does not show the gate passed: %v", err)
 		}
-		shot, err := chromedp.Run(approverTab, chromedp.FullScreenshot(90))
+		shot, err := chromedp.Run(approverTab, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -387,7 +387,7 @@ func TestOperatorSurface(t *testing.T) {
 			w, _ := chromedp.Run(approverTab, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
 			t.Errorf("on a 390 px wide screen the page is %d px wide (%v)", w, err)
 		}
-		if phone, err := chromedp.Run(approverTab, chromedp.FullScreenshot(80)); err == nil {
+		if phone, err := chromedp.Run(approverTab, chromedp.FullScreenshot(100)); err == nil {
 			_ = os.WriteFile(filepath.Join(t.ArtifactDir(), "dashboard-phone.png"), phone, 0o644)
 		}
 		dash.checkConsole(t)
