@@ -43,14 +43,15 @@ func Restore(ctx context.Context, b *controller.Backups, w *lifeline.Workload, r
 }
 
 // Start starts the restored data directory into on host:port (trusting
-// connections from host) with parameters, its log next to it, and waits
+// connections from host and from 127.0.0.1, where a connection on the
+// loopback comes from) with parameters, its log next to it, and waits
 // until recovery has reached its target and the copy accepts connections
 // (up to 30 minutes).
 func Start(ctx context.Context, b *controller.Backups, w *lifeline.Workload, into, restoreCmd, host string, port int, parameters map[string]string) (*postgres.Instance, error) {
 	pg := postgres.New(postgres.Config{
 		Name: "side copy", BinDir: b.PGBin, Dir: filepath.Dir(into), Data: into, Owner: b.Owner, Address: host, Port: port,
 		Superuser: w.Database.Superuser, ReplicationUser: w.Database.ReplicationUser,
-		Trust:      []string{host},
+		Trust:      trusted(host),
 		Parameters: parameters,
 	})
 	extra := map[string]string{"archive_mode": "off", "hot_standby": "off", "restore_command": restoreCmd}
@@ -103,4 +104,11 @@ func (r *Runner) Start(ctx context.Context, w *lifeline.Workload, into, restoreC
 		return "", nil, err
 	}
 	return net.JoinHostPort(r.Host, strconv.Itoa(port)), pg.Stop, nil
+}
+
+func trusted(host string) []string {
+	if host == "127.0.0.1" {
+		return []string{host}
+	}
+	return []string{host, "127.0.0.1"}
 }
