@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -419,9 +418,8 @@ func waitStatusNodes(t *testing.T, u *topotest.Up) status.Workload {
 // dashboard is a headless Chromium with one tab per signed-in token, and
 // every console message, exception and log entry of them.
 type dashboard struct {
-	browser context.Context
-	mu      sync.Mutex
-	console []string
+	browser  context.Context
+	problems chromium.Problems
 }
 
 func newDashboard(t *testing.T, browser string) *dashboard {
@@ -436,19 +434,7 @@ func (d *dashboard) tab(t *testing.T, base, token string) context.Context {
 	t.Cleanup(cancel)
 	ctx, cancel = context.WithTimeout(ctx, 5*time.Minute)
 	t.Cleanup(cancel)
-	messages := chromedp.Console(ctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
-				d.mu.Lock()
-				d.console = append(d.console, m.String())
-				d.mu.Unlock()
-			}
-		}
-	}()
+	d.problems.Watch(ctx)
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible("#token"),
 		chromedp.SendKeys("#token", token), chromedp.Click("#signin"),
 		chromedp.WaitVisible("#map .node")); err != nil {
@@ -457,14 +443,7 @@ func (d *dashboard) tab(t *testing.T, base, token string) context.Context {
 	return ctx
 }
 
-func (d *dashboard) checkConsole(t *testing.T) {
-	t.Helper()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.console) > 0 {
-		t.Errorf("the browser reported problems:\n%s", strings.Join(d.console, "\n"))
-	}
-}
+func (d *dashboard) checkConsole(t *testing.T) { d.problems.Check(t) }
 
 func nodeID(t *testing.T, s string) ll.NodeID {
 	t.Helper()

@@ -6,8 +6,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -85,21 +83,8 @@ func TestDashboard_InChromium(t *testing.T) {
 	ctx := chromium.Start(t, browser, filepath.Join(t.TempDir(), "profile"), 1280, 1200)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	var mu sync.Mutex
-	var problems []string
-	messages := chromedp.Console(ctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
-				mu.Lock()
-				problems = append(problems, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
+	var problems chromium.Problems
+	problems.Watch(ctx)
 	if err := chromedp.Do(ctx, chromedp.Navigate(ts.URL+"/"), chromedp.WaitVisible("#token"),
 		chromedp.SendKeys("#token", "llt_v"), chromedp.Click("#signin"), chromedp.WaitVisible("#map .node"), chromedp.WaitVisible("#approve")); err != nil {
 		t.Fatal(err)
@@ -147,10 +132,6 @@ func TestDashboard_InChromium(t *testing.T) {
 	if err := os.WriteFile(out, shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(problems) > 0 {
-		t.Errorf("the browser reported problems:\n%s", strings.Join(problems, "\n"))
-	}
+	problems.Check(t)
 	t.Logf("screenshot %s", out)
 }

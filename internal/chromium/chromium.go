@@ -5,6 +5,8 @@ package chromium
 import (
 	"context"
 	"os/exec"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -51,4 +53,39 @@ func Start(t testing.TB, browser, profileDir string, width, height int) context.
 		t.Fatalf("start chromium: %v", err)
 	}
 	return ctx
+}
+
+// Problems collects what a tab reports as wrong: console errors and
+// warnings, exceptions, and the browser's own log entries of those levels
+// (a request that failed, a resource refused by the page's policy).
+type Problems struct {
+	mu   sync.Mutex
+	list []string
+}
+
+// Watch collects the problems of the tab of ctx until ctx ends.
+func (p *Problems) Watch(ctx context.Context) {
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
+				p.mu.Lock()
+				p.list = append(p.list, m.String())
+				p.mu.Unlock()
+			}
+		}
+	}()
+}
+
+// Check fails the test with every problem collected so far.
+func (p *Problems) Check(t testing.TB) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.list) > 0 {
+		t.Errorf("the browser reported problems:\n%s", strings.Join(p.list, "\n"))
+	}
 }
