@@ -58,7 +58,8 @@ func fixture() (*lifeline.Topology, cluster) {
 		Status: &status.Report{Name: "shop", Controller: "eu-central/a", Workloads: []status.Workload{{
 			Name: "orders", Strategy: "warm-standby", Active: "eu-west", Primary: "eu-west/a", Epoch: 1, Phase: lifeline.PhaseWaitingApproval,
 			Runbook: rbID, RunbookKind: "region-failover", Failover: "approve", RPOSeconds: 1, RTOSeconds: 30,
-			Writer: "127.0.3.1:5432", Reader: "127.0.3.1:5433", HTTP: "127.0.3.1:8000", DNS: "127.0.3.1:5353", Nodes: nodes}}},
+			Writer: "127.0.3.1:5432", Reader: "127.0.3.1:5433", HTTP: "127.0.3.1:8000", DNS: "127.0.3.1:5353", Nodes: nodes,
+			Backups: status.Backups{Copies: []status.Copy{{CopyRecord: lifeline.CopyRecord{Region: "eu-central", From: "eu-west", NewestWAL: "000000010000000000000003"}, LagSeconds: 1.5}}}}}},
 		Lag:      []telemetry.Lag{{Workload: "orders", Node: "eu-central/a", Seconds: 0.2, RPOSeconds: 1, Connected: true}},
 		Routing:  []router.RegionControl{{Workload: "orders", Region: "eu-west", On: true}, {Workload: "orders", Region: "eu-central", On: true}},
 		Alarms:   []lifeline.Alarm{{ID: "a1", Workload: "orders", Kind: "region-down", Severity: "critical", Summary: "eu-west is down", Raised: now, Evidence: ev}},
