@@ -123,6 +123,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, _ Identity) erro
 				return nil
 			}
 		case <-beat.C:
+			// A game day that ended changes the history, not the snapshot.
+			if err := send(); err != nil {
+				return nil
+			}
 			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil {
 				return nil
 			}
