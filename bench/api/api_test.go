@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,7 +64,7 @@ func BenchmarkAPI(b *testing.B) {
 	b.Logf("agent %s, %d nodes", base, len(rep.Workloads[0].Nodes))
 	for i := 0; i < b.N; i++ {
 		for _, clients := range []int{1, 64} {
-			status(b, base, tok.Token, tlsConfig, clients, total)
+			statusLoad(b, base, tok.Token, tlsConfig, clients, total)
 		}
 		firstLoad(b, base, tok.Token)
 	}
@@ -77,9 +78,9 @@ func BenchmarkAPI(b *testing.B) {
 	b.Logf("dashboard files (uncompressed): %s; %d B in all", strings.Join(names, ", "), raw)
 }
 
-// status sends total requests over clients connections and prints the rate
+// statusLoad sends total requests over clients connections and prints the rate
 // and latency percentiles.
-func status(b *testing.B, base, token string, tlsConfig *tls.Config, clients, total int) {
+func statusLoad(b *testing.B, base, token string, tlsConfig *tls.Config, clients, total int) {
 	per := max(total/clients, 50)
 	if clients == 1 {
 		per = total
@@ -126,10 +127,12 @@ func status(b *testing.B, base, token string, tlsConfig *tls.Config, clients, to
 			}
 		}()
 	}
+	cpu0 := cpuTime()
 	t0 := time.Now()
 	close(start)
 	wg.Wait()
 	elapsed := time.Since(t0)
+	cpu := cpuTime() - cpu0
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
@@ -139,8 +142,9 @@ func status(b *testing.B, base, token string, tlsConfig *tls.Config, clients, to
 		b.Fatalf("no request succeeded (%d failed)", failed.Load())
 	}
 	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
-	b.Logf("status at %2d clients: %6d requests, %7.0f req/s, p50 %6.2f ms, p99 %6.2f ms, max %6.2f ms, %d failed (target p99 ≤ 20 ms at 64)",
-		clients, len(all), float64(len(all))/elapsed.Seconds(), ms(pct(0.5)), ms(pct(0.99)), ms(all[len(all)-1]), failed.Load())
+	b.Logf("status at %2d clients: %6d requests, %7.0f req/s, p50 %6.2f ms, p99 %6.2f ms, max %6.2f ms, %d failed (target p99 ≤ 20 ms at 64); this process's CPU %.0f µs a request; load average %s",
+		clients, len(all), float64(len(all))/elapsed.Seconds(), ms(pct(0.5)), ms(pct(0.99)), ms(all[len(all)-1]), failed.Load(),
+		float64(cpu.Microseconds())/float64(len(all)), loadAverage())
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -236,4 +240,23 @@ func (c countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// cpuTime is the CPU time this process used so far (user and system).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// loadAverage is the machine's one-minute load average (the machine is
+// shared: figures are read against it).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }
