@@ -93,20 +93,20 @@ type TokenCache struct {
 	mu     sync.RWMutex
 	byHash map[string]store.Token
 	ready  bool
+
+	readMu   sync.Mutex
+	lastRead time.Time
 }
+
+// missReadEvery bounds the reads of the control store that unknown tokens
+// cause: a token made a moment ago may not have come through the watch
+// yet, so a miss reads the tokens again, at most this often.
+const missReadEvery = 200 * time.Millisecond
 
 // Run follows the tokens until ctx ends, watching again after a failure.
 func (c *TokenCache) Run(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := c.S.WatchTokens(ctx, func(all map[string]store.Token) {
-			m := make(map[string]store.Token, len(all))
-			for _, t := range all {
-				m[t.SHA256] = t
-			}
-			c.mu.Lock()
-			c.byHash, c.ready = m, true
-			c.mu.Unlock()
-		})
+		err := c.S.WatchTokens(ctx, c.set)
 		if ctx.Err() != nil {
 			return
 		}
@@ -120,14 +120,43 @@ func (c *TokenCache) Run(ctx context.Context) {
 	}
 }
 
-// Lookup implements TokenLookup.
-func (c *TokenCache) Lookup(token string) (Identity, bool, error) {
+func (c *TokenCache) set(all map[string]store.Token) {
+	m := make(map[string]store.Token, len(all))
+	for _, t := range all {
+		m[t.SHA256] = t
+	}
+	c.mu.Lock()
+	c.byHash, c.ready = m, true
+	c.mu.Unlock()
+}
+
+func (c *TokenCache) find(hash string) (store.Token, bool, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if !c.ready {
+	t, ok := c.byHash[hash]
+	return t, ok, c.ready
+}
+
+// Lookup implements TokenLookup.
+func (c *TokenCache) Lookup(token string) (Identity, bool, error) {
+	hash := Hash(token)
+	t, ok, ready := c.find(hash)
+	if !ok && c.S != nil {
+		c.readMu.Lock()
+		if time.Since(c.lastRead) >= missReadEvery {
+			c.lastRead = time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if all, err := c.S.Tokens(ctx); err == nil {
+				c.set(all)
+			}
+			cancel()
+		}
+		c.readMu.Unlock()
+		t, ok, ready = c.find(hash)
+	}
+	if !ready {
 		return Identity{}, false, ErrTokensUnknown
 	}
-	t, ok := c.byHash[Hash(token)]
 	if !ok {
 		return Identity{}, false, nil
 	}
