@@ -282,7 +282,7 @@ func (i *Instance) WriteConfig(s Settings) error {
 	if err := i.writeFile(filepath.Join(data, "lifeline.conf"), b.Bytes(), 0o600); err != nil {
 		return err
 	}
-	if err := i.cleanAutoConf(conf); err != nil {
+	if err := i.cleanAutoConf(conf, s.Upstream != nil); err != nil {
 		return err
 	}
 	if err := i.ensureInclude(); err != nil {
@@ -301,16 +301,15 @@ func (i *Instance) WriteConfig(s Settings) error {
 	return nil
 }
 
-// alwaysOurs are settings that only lifeline.conf may hold: a data
-// directory copied (pg_basebackup, pg_rewind) from a restored server
-// carries that server's recovery and archive settings in
-// postgresql.auto.conf, which PostgreSQL reads last.
-var alwaysOurs = []string{"restore_command", "archive_command", "archive_mode", "primary_conninfo", "primary_slot_name"}
-
 // cleanAutoConf removes from postgresql.auto.conf every setting that
-// lifeline.conf sets (conf) or always owns: auto.conf is read after it and
-// would win.
-func (i *Instance) cleanAutoConf(conf map[string]string) error {
+// lifeline.conf sets (conf), and for a standby that follows a primary its
+// restore_command too: auto.conf is read after lifeline.conf and would win.
+// A data directory copied (pg_basebackup, pg_rewind) from a restored
+// server carries that server's recovery settings there (primary_conninfo =
+// '', a restore_command reading its own spool). A restored copy that
+// recovers on its own (no upstream) keeps the restore_command its restore
+// wrote.
+func (i *Instance) cleanAutoConf(conf map[string]string, following bool) error {
 	path := filepath.Join(i.DataDir(), "postgresql.auto.conf")
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -319,11 +318,8 @@ func (i *Instance) cleanAutoConf(conf map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("configure %s: %w", i.cfg.Name, err)
 	}
-	ours := map[string]bool{}
+	ours := map[string]bool{"restore_command": following}
 	for k := range conf {
-		ours[k] = true
-	}
-	for _, k := range alwaysOurs {
 		ours[k] = true
 	}
 	var out []string
