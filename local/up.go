@@ -401,7 +401,11 @@ func (r *Runner) waitReady(ctx context.Context, start time.Time) error {
 		want = total
 		if time.Since(last) > 15*time.Second {
 			last = time.Now()
-			r.printf("  waiting: %d of %d databases ready", len(ready), max(want, 0))
+			if want < 0 {
+				r.printf("  waiting: %d databases ready; the workloads' state cannot be read yet", len(ready))
+			} else {
+				r.printf("  waiting: %d of %d databases ready", len(ready), want)
+			}
 		}
 	}
 	return nil
