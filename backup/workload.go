@@ -71,7 +71,11 @@ func prepareFile(rawURL, workload string, owner *postgres.Owner) error {
 		return nil
 	}
 	wal := filepath.Join(u.Path, workload, "wal")
-	// Owner only: the repository holds every byte of the database.
+	// Owner only: the repository holds every byte of the database. The
+	// directories above it only let PostgreSQL's OS user through.
+	if err := os.MkdirAll(filepath.Dir(u.Path), 0o711); err != nil {
+		return fmt.Errorf("repository %s: %w", rawURL, err)
+	}
 	if err := os.MkdirAll(wal, 0o700); err != nil {
 		return fmt.Errorf("repository %s: %w", rawURL, err)
 	}

@@ -24,7 +24,9 @@ type Driver struct {
 	Binary string
 	// LogDir receives each instance's output.
 	LogDir string
-	// Env returns what is added to an instance's environment.
+	// Env returns what is added to an instance's environment. Of the
+	// agent's own environment an instance gets only what any process
+	// needs (scrubbedEnv): never the secrets the spec refers to.
 	Env func(Instance) []string
 	Log *slog.Logger
 
@@ -114,7 +116,7 @@ func (d *Driver) runOnce(ctx context.Context, inst Instance, command []string) e
 		args[0] = d.Binary
 	}
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = os.Environ()
+	cmd.Env = scrubbedEnv(os.Environ())
 	if d.Env != nil {
 		cmd.Env = append(cmd.Env, d.Env(inst)...)
 	}
@@ -148,4 +150,22 @@ func (d *Driver) runOnce(ctx context.Context, inst Instance, command []string) e
 		}
 		return ctx.Err()
 	}
+}
+
+// scrubbedEnv keeps the variables of env that say where and how a process
+// runs (PATH, HOME, the user, the locale, the time zone, the temporary
+// directory) and drops the rest: the agent's environment holds what the
+// spec's env: secrets name (database passwords, the backup key), which a
+// service must not see.
+func scrubbedEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "PATH", k == "HOME", k == "USER", k == "LOGNAME", k == "SHELL", k == "TMPDIR", k == "TZ",
+			k == "LANG", k == "LANGUAGE", strings.HasPrefix(k, "LC_"):
+			out = append(out, kv)
+		}
+	}
+	return out
 }

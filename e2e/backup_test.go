@@ -111,7 +111,7 @@ func TestBackups(t *testing.T) {
 		time.Sleep(time.Second)
 		w = u.Status(t).Workloads[0]
 	}
-	db, err := pgx.Connect(ctx, dsn(w.Writer))
+	db, err := pgx.Connect(ctx, u.DSN(w.Writer))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,9 +17,9 @@ import (
 
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/internal/proc"
 	"github.com/lifeline-dr/lifeline/postgres"
-	"github.com/lifeline-dr/lifeline/store"
 	"github.com/lifeline-dr/lifeline/wan"
 )
 
@@ -33,6 +33,9 @@ type Options struct {
 	// Out receives progress lines for the operator.
 	Out    io.Writer
 	Logger *slog.Logger
+	// Insecure runs without TLS, unless the data directory already holds
+	// certificates (to measure what TLS costs; never the default).
+	Insecure bool
 }
 
 // Runner runs a local topology: the WAN links, the witness, one agent
@@ -44,6 +47,7 @@ type Runner struct {
 	wan  *wan.Emulator
 	log  *slog.Logger
 	out  io.Writer
+	sec  *agent.Security // the operator's
 
 	mu    sync.Mutex
 	procs map[string]*process
@@ -101,8 +105,25 @@ func Up(ctx context.Context, t *lifeline.Topology, opts Options) error {
 	if err := owner.CheckReachable(filepath.Join(dir.Path, "nodes")); err != nil {
 		return err
 	}
+	if !opts.Insecure {
+		// Secure by default: an authority of this data directory, and a
+		// certificate for every process of the topology.
+		issued, err := certs.EnsureTopology(certs.Dir(dir.Path), t)
+		if err != nil {
+			dir.Close()
+			return fmt.Errorf("certificates: %w", err)
+		}
+		if len(issued) > 0 {
+			fmt.Fprintf(opts.Out, "certificates: issued %d in %s (mutual TLS for etcd and PostgreSQL)\n", len(issued), certs.Dir(dir.Path))
+		}
+	}
+	sec, err := agent.LoadSecurity(t, dir.Path, certs.Operator)
+	if err != nil {
+		dir.Close()
+		return err
+	}
 	r := &Runner{
-		t: t, opts: opts, dir: dir, log: opts.Logger, out: opts.Out,
+		t: t, opts: opts, dir: dir, log: opts.Logger, out: opts.Out, sec: sec,
 		procs: map[string]*process{}, down: make(chan struct{}), exits: make(chan string, 16),
 	}
 	return r.run(ctx)
@@ -340,7 +361,7 @@ func (r *Runner) stopAll() {
 // waitReady waits until every database node reports healthy, printing each
 // as it gets there. An agent that exits meanwhile fails the start.
 func (r *Runner) waitReady(ctx context.Context, start time.Time) error {
-	s, err := store.Connect(agent.OperatorEndpoints(r.t), r.t.Name)
+	s, err := r.sec.ConnectStore(nil)
 	if err != nil {
 		return err
 	}

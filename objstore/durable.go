@@ -58,6 +58,18 @@ func openFileRepo(u *url.URL) (*fileRepo, error) {
 	return f, nil
 }
 
+// makeFileParents creates the directories above a file:// repository that
+// are missing, so that other users may pass through them (mode 0711) to a
+// repository they own; the repository's own directory, created when the
+// bucket opens, is 0700 like every directory in it.
+func makeFileParents(u *url.URL) error {
+	dir := u.Path
+	if u.Host == "." {
+		dir = "." + dir
+	}
+	return os.MkdirAll(filepath.Dir(filepath.Clean(dir)), 0o711)
+}
+
 // missingDirs lists the directories that a write of key would create,
 // outermost first.
 func (f *fileRepo) missingDirs(key string) []string {

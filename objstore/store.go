@@ -133,6 +133,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if err := normalizeURL(u); err != nil {
 		return nil, fmt.Errorf("open %s: %w", redacted, err)
 	}
+	if u.Scheme == "file" {
+		if err := makeFileParents(u); err != nil {
+			return nil, fmt.Errorf("open %s: %w", redacted, err)
+		}
+	}
 	b, err := blob.OpenBucket(ctx, u.String())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", redacted, err)

@@ -47,17 +47,15 @@ func (i *Instance) Rewind(ctx context.Context, host string, port int) error {
 	if i.Running() {
 		return fmt.Errorf("rewind %s: the server is running", i.cfg.Name)
 	}
-	src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=5", host, port, i.cfg.Superuser)
+	name := i.serverName(host, port)
+	src := i.superuser().Conninfo(host, port, name, "postgres")
 	// A just-promoted source shows its new timeline in pg_control only after
 	// a checkpoint; pg_rewind reads it from there.
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cfg, err := pgx.ParseConfig(src)
+	cfg, err := i.superuser().ConnConfig(host, port, name, "postgres")
 	if err != nil {
 		return err
-	}
-	if i.cfg.Password != "" {
-		cfg.Password = i.cfg.Password
 	}
 	conn, err := pgx.ConnectConfig(cctx, cfg)
 	if err != nil {
@@ -68,13 +66,9 @@ func (i *Instance) Rewind(ctx context.Context, host string, port int) error {
 	if err != nil {
 		return fmt.Errorf("rewind %s: checkpoint on source: %w", i.cfg.Name, err)
 	}
-	var env []string
-	if i.cfg.Password != "" {
-		env = append(env, "PGPASSWORD="+i.cfg.Password)
-	}
 	i.log.Info("pg_rewind", "source", host+":"+strconv.Itoa(port))
 	start := time.Now()
-	if err := i.run(ctx, env, "pg_rewind", "--target-pgdata", i.DataDir(), "--source-server", src); err != nil {
+	if err := i.run(ctx, nil, "pg_rewind", "--target-pgdata", i.DataDir(), "--source-server", src); err != nil {
 		return fmt.Errorf("rewind %s: %w", i.cfg.Name, err)
 	}
 	i.log.Info("pg_rewind done", "seconds", time.Since(start).Seconds())

@@ -79,7 +79,7 @@ func run(b *testing.B, duration time.Duration) {
 	pgbench(nil, "-i", "-q", "-s", "20")
 
 	ctx, cancel := context.WithCancel(context.Background())
-	conn, err := pgx.Connect(ctx, topotest.ConnString(primary))
+	conn, err := pgx.Connect(ctx, u.NodeDSN(primary))
 	if err != nil {
 		b.Fatal(err)
 	}
