@@ -206,6 +206,12 @@ func (b *Backups) Copy(ctx context.Context, w *lifeline.Workload) error {
 	}
 	src, err := backup.OpenRegion(ctx, w, primary.Region, b.DataDir)
 	if err != nil {
+		// Every copy is failing: say so where status shows the copies.
+		for _, r := range b.T.Regions {
+			if r.Name != primary.Region {
+				b.recordCopy(ctx, w, primary.Region, r.Name, fmt.Errorf("open the source repository: %w", err))
+			}
+		}
 		return err
 	}
 	defer src.Close()
@@ -235,6 +241,15 @@ func (b *Backups) Copy(ctx context.Context, w *lifeline.Workload) error {
 		b.record(ctx, key, rec)
 	}
 	return errors.Join(errs...)
+}
+
+// recordCopy records a failed copy into region, keeping when it was last in sync.
+func (b *Backups) recordCopy(ctx context.Context, w *lifeline.Workload, from, region string, cause error) {
+	key := b.S.Keys().BackupState(w.Name, "copy-"+region)
+	var prev lifeline.CopyRecord
+	_, _, _ = b.S.Get(ctx, key, &prev)
+	b.record(ctx, key, lifeline.CopyRecord{Region: region, From: from, At: time.Now().UTC(), InSyncAt: prev.InSyncAt,
+		NewestWAL: prev.NewestWAL, SourceWAL: prev.SourceWAL, Backup: prev.Backup, Error: cause.Error()})
 }
 
 // Retention applies the spec's retention to every region's repository.

@@ -8,6 +8,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -267,6 +268,9 @@ func (c *Controller) evaluate(ctx context.Context, engine *runbook.Engine, w *li
 	defer cancel()
 	in, err := c.input(qctx, w)
 	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("cannot read the workload's state; deciding nothing", "workload", w.Name, "err", err)
+		}
 		return
 	}
 	d := Decide(in)
@@ -333,23 +337,30 @@ func (c *Controller) input(ctx context.Context, w *lifeline.Workload) (Input, er
 	if err != nil {
 		return in, err
 	}
+	// A record that does not decode is an error, never "no record": a
+	// primary record read as absent looks like a workload not bootstrapped,
+	// and a lease read as absent like a lost primary.
 	r := resp.Responses
 	if kvs := r[0].GetResponseRange().Kvs; len(kvs) > 0 {
-		_ = json.Unmarshal(kvs[0].Value, &in.Primary)
+		if err := json.Unmarshal(kvs[0].Value, &in.Primary); err != nil {
+			return in, fmt.Errorf("decode %s: %w", kvs[0].Key, err)
+		}
 	}
 	if kvs := r[1].GetResponseRange().Kvs; len(kvs) > 0 {
 		var l lifeline.LeaseRecord
-		if json.Unmarshal(kvs[0].Value, &l) == nil {
-			in.Lease = &l
+		if err := json.Unmarshal(kvs[0].Value, &l); err != nil {
+			return in, fmt.Errorf("decode %s: %w", kvs[0].Key, err)
 		}
+		in.Lease = &l
 	}
 	in.Locked = len(r[2].GetResponseRange().Kvs) > 0
 	in.Reports = map[string]lifeline.NodeStatus{}
 	for _, kv := range r[3].GetResponseRange().Kvs {
 		var st lifeline.NodeStatus
-		if json.Unmarshal(kv.Value, &st) == nil {
-			in.Reports[st.Node] = st
+		if err := json.Unmarshal(kv.Value, &st); err != nil {
+			return in, fmt.Errorf("decode %s: %w", kv.Key, err)
 		}
+		in.Reports[st.Node] = st
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

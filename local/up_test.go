@@ -226,7 +226,7 @@ func TestUp_RefusesAnotherSpecsDataDir(t *testing.T) {
 
 // TestUp_Passwords: with passwords in the spec, every connection (the
 // agents', replication, base backups, the controller's) authenticates with
-// scram, and nothing is trusted.
+// scram over TLS, and nothing is trusted.
 func TestUp_Passwords(t *testing.T) {
 	t.Setenv("LL_TEST_PG_PASSWORD", "s3cret 'quoted'")
 	pwFile := filepath.Join(testenv.Dir(t), "repl.pw")
@@ -249,11 +249,11 @@ func TestUp_Passwords(t *testing.T) {
 		t.Fatalf("with the password: %v", err)
 	}
 	defer conn.Close(ctx)
-	var method string
-	if err := conn.QueryRow(ctx, "SELECT coalesce((SELECT string_agg(DISTINCT auth_method, ',') FROM pg_hba_file_rules WHERE type = 'host'), '')").Scan(&method); err != nil {
+	var types, methods string
+	if err := conn.QueryRow(ctx, "SELECT string_agg(DISTINCT type, ','), string_agg(DISTINCT auth_method, ',') FROM pg_hba_file_rules").Scan(&types, &methods); err != nil {
 		t.Fatal(err)
 	}
-	if method != "scram-sha-256" {
-		t.Errorf("pg_hba host methods = %q, want only scram-sha-256", method)
+	if types != "hostssl" || methods != "scram-sha-256" {
+		t.Errorf("pg_hba rules of types %q and methods %q, want only hostssl and scram-sha-256", types, methods)
 	}
 }
