@@ -478,7 +478,8 @@ func runSide(ctx context.Context, cmd *cobra.Command, e *backupEnv, into string,
 	} else if st.InRecovery {
 		return fmt.Errorf("side instance: still in recovery after start (log: %s)", pg.LogFile())
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "side instance running: psql -h 127.0.0.1 -p %d -U %s   (Ctrl-C stops it; the data stays in %s)\n", port, e.w.Database.Superuser, into)
+	// A scratch copy on 127.0.0.1 only, without TLS.
+	fmt.Fprintf(cmd.OutOrStdout(), "side instance running: psql \"host=127.0.0.1 port=%d user=%s sslmode=disable\"   (Ctrl-C stops it; the data stays in %s)\n", port, e.w.Database.Superuser, into)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	select {

@@ -131,13 +131,14 @@ func exclusive(t testing.TB) {
 	})
 }
 
-// Start runs `lifeline up` and waits until the topology is ready. Only one
-// topology runs on the machine at a time: Start waits for the others.
-func Start(t testing.TB, specFile, dataDir string) *Up {
+// Start runs `lifeline up` (with upArgs, e.g. --insecure) and waits until
+// the topology is ready. Only one topology runs on the machine at a time:
+// Start waits for the others.
+func Start(t testing.TB, specFile, dataDir string, upArgs ...string) *Up {
 	t.Helper()
 	exclusive(t)
 	u := &Up{t: t, DataDir: dataDir, Done: make(chan struct{})}
-	u.cmd = exec.Command(Binary(t), "up", "-f", specFile, "--data-dir", dataDir)
+	u.cmd = exec.Command(Binary(t), append([]string{"up", "-f", specFile, "--data-dir", dataDir}, upArgs...)...)
 	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := u.cmd.StdoutPipe()
 	if err != nil {
@@ -264,6 +265,16 @@ func (u *Up) DSN(addr string) string {
 		return s + " sslmode=disable"
 	}
 	return fmt.Sprintf("%s sslmode=verify-full sslrootcert=%s sslcert=%s sslkey=%s", s, f.CA, f.Cert, f.Key)
+}
+
+// PGEnv is the libpq environment of DSN's connections, for PostgreSQL's
+// own programs (pgbench, psql).
+func (u *Up) PGEnv() []string {
+	f, err := certs.Find(certs.Dir(u.DataDir), certs.Operator)
+	if err != nil {
+		return []string{"PGSSLMODE=disable"}
+	}
+	return []string{"PGSSLMODE=verify-full", "PGSSLROOTCERT=" + f.CA, "PGSSLCERT=" + f.Cert, "PGSSLKEY=" + f.Key}
 }
 
 // NodeDSN is DSN for a node's database.
