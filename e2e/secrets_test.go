@@ -62,14 +62,7 @@ func TestSecrets(t *testing.T) {
 	if _, err := db.Exec(ctx, "CREATE TABLE secrets_probe (id int)"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for w.Backups.Last == nil || w.Backups.Last.ID == "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("no backup after 2m: %+v", w.Backups)
-		}
-		time.Sleep(time.Second)
-		w = u.Status(t).Workloads[0]
-	}
+	waitBackup(t, u, w)
 
 	secrets := map[string][]byte{}
 	for name, s := range map[string]string{"password": password, "replication password": replPassword, "backup key": backupKey} {

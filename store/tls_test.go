@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,51 +27,22 @@ func startTLSCluster(t *testing.T) (dir string, clientURLs, peerURLs []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := []string{"west", "central", "witness"}
-	cluster := map[string]string{}
-	for i, name := range names {
-		ip := fmt.Sprintf("%s.%d", sub, i+1)
-		if err := ca.Issue(certs.Identity{Name: name, CommonName: name, IPs: []net.IP{net.ParseIP(ip)}}); err != nil {
+	for i, name := range append(memberNames, certs.Operator) {
+		id := certs.Identity{Name: name, CommonName: name}
+		if name != certs.Operator {
+			id.IPs = []net.IP{net.ParseIP(fmt.Sprintf("%s.%d", sub, i+1))}
+		}
+		if err := ca.Issue(id); err != nil {
 			t.Fatal(err)
 		}
-		cluster[name] = "https://" + ip + ":2380"
-		clientURLs = append(clientURLs, "https://"+ip+":2379")
-		peerURLs = append(peerURLs, cluster[name])
 	}
-	if err := ca.Issue(certs.Identity{Name: certs.Operator, CommonName: certs.Operator}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	members := make([]*store.Member, len(names))
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	for i, name := range names {
+	_, clientURLs, peerURLs = startMembers(t, dir, sub, "https", func(name string) *store.MemberTLS {
 		f, err := certs.Find(certs.Dir(dir), name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Go(func() {
-			members[i], errs[i] = store.StartMember(ctx, store.MemberConfig{
-				Name: name, Dir: filepath.Join(dir, name), ClientURL: clientURLs[i], PeerURL: peerURLs[i],
-				Cluster: cluster, Token: "test", LogFile: filepath.Join(dir, name+".log"),
-				TLS: &store.MemberTLS{CA: f.CA, Cert: f.Cert, Key: f.Key, SkipSourceCheck: true},
-			})
-		})
-	}
-	wg.Wait()
-	t.Cleanup(func() {
-		for _, m := range members {
-			if m != nil {
-				m.Close()
-			}
-		}
+		return &store.MemberTLS{CA: f.CA, Cert: f.Cert, Key: f.Key, SkipSourceCheck: true}
 	})
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	return dir, clientURLs, peerURLs
 }
 

@@ -157,10 +157,12 @@ func TestEmulator_LatencyCutHeal(t *testing.T) {
 	}
 }
 
-func TestEmulator_PeerSender(t *testing.T) {
+// cutPeers runs the emulator with an echo server standing in for west/a's
+// etcd peer port, and east cut from west. It returns the topology, its
+// sites and the address of west's peer route.
+func cutPeers(t *testing.T) (*lifeline.Topology, []lifeline.Site, string) {
 	sub := testenv.Subnet(t)
 	top := topology(t, sub)
-	// Stand in for west/a's etcd peer port.
 	echo(t, sub+".11:2380")
 	e := wan.New(top, slog.New(slog.DiscardHandler))
 	if err := e.Start(context.Background()); err != nil {
@@ -168,8 +170,12 @@ func TestEmulator_PeerSender(t *testing.T) {
 	}
 	t.Cleanup(e.Close)
 	site := top.Sites()
-	peerWest := wan.PeerAddress(top, site[0])
 	e.Cut(wan.Rule{A: "east", B: "west"})
+	return top, site, wan.PeerAddress(top, site[0])
+}
+
+func TestEmulator_PeerSender(t *testing.T) {
+	top, site, peerWest := cutPeers(t)
 
 	send := func(from lifeline.Site) error {
 		c, err := net.Dial("tcp", peerWest)
@@ -197,17 +203,7 @@ func TestEmulator_PeerSender(t *testing.T) {
 // connection's sender from the server name of its ClientHello, so that a
 // cut between regions stops their members' traffic and only theirs.
 func TestEmulator_PeerSenderTLS(t *testing.T) {
-	sub := testenv.Subnet(t)
-	top := topology(t, sub)
-	echo(t, sub+".11:2380")
-	e := wan.New(top, slog.New(slog.DiscardHandler))
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	site := top.Sites()
-	peerWest := wan.PeerAddress(top, site[0])
-	e.Cut(wan.Rule{A: "east", B: "west"})
+	_, site, peerWest := cutPeers(t)
 
 	// The stand-in echoes the hello back, which fails the handshake at
 	// once: only a cut makes it time out.
