@@ -123,9 +123,9 @@ func (d *Driver) runOnce(ctx context.Context, inst Instance, command []string) e
 	cmd.Env = append(cmd.Env, "LIFELINE_INSTANCE="+inst.Name(), "LIFELINE_LISTEN="+inst.Addr,
 		"LIFELINE_REGION="+inst.Node.Region, "LIFELINE_ZONE="+inst.Node.Zone)
 	if d.LogDir != "" {
-		_ = os.MkdirAll(d.LogDir, 0o755)
+		_ = os.MkdirAll(d.LogDir, 0o700)
 		f, err := os.OpenFile(filepath.Join(d.LogDir, strings.NewReplacer("/", "-", "@", "-", "#", "-").Replace(inst.Name())+".log"),
-			os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err == nil {
 			defer f.Close()
 			cmd.Stdout, cmd.Stderr = f, f

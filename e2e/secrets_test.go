@@ -204,6 +204,10 @@ func TestSecrets(t *testing.T) {
 		for _, k := range keys {
 			check(k, 0o600)
 		}
+		logs, _ := filepath.Glob(filepath.Join(u.DataDir, "logs", "*.log"))
+		for _, l := range logs {
+			check(l, 0o600)
+		}
 		repo := filepath.Join(u.DataDir, "backups", "eu-west")
 		check(repo, 0o700)
 		n := 0

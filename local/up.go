@@ -197,7 +197,7 @@ func (r *Runner) startProcess(name string) error {
 		args = []string{"router"}
 	}
 	args = append(args, "-f", r.opts.SpecFile, "--data-dir", r.dir.Path)
-	logf, err := os.OpenFile(r.dir.LogFile(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(r.dir.LogFile(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}

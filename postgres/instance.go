@@ -478,7 +478,7 @@ func (i *Instance) Start(ctx context.Context) error {
 	if err := i.stopOrphan(ctx); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(i.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	logf, err := os.OpenFile(i.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", i.cfg.Name, err)
 	}
