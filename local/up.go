@@ -105,6 +105,12 @@ func Up(ctx context.Context, t *lifeline.Topology, opts Options) error {
 	if err := owner.CheckReachable(filepath.Join(dir.Path, "nodes")); err != nil {
 		return err
 	}
+	if entries, _ := os.ReadDir(filepath.Join(dir.Path, "nodes")); len(entries) > 0 && !certs.HasAuthority(certs.Dir(dir.Path)) && !opts.Insecure {
+		// Its etcd members hold their peers' http:// URLs: TLS cannot be
+		// added under them.
+		dir.Close()
+		return fmt.Errorf("data dir %s was made without TLS (--insecure, or by an older lifeline): run up --insecure on it, or use a new data directory", dir.Path)
+	}
 	if !opts.Insecure {
 		// Secure by default: an authority of this data directory, and a
 		// certificate for every process of the topology.
