@@ -110,8 +110,9 @@ func (f *fileRepo) prepare(created []string, tmp **os.File) func(asFunc func(any
 
 // commit makes a written object durable: the temporary file's content
 // before the rename, the rename itself (and any directory created for it)
-// after.
-func (f *fileRepo) commit(w *blob.Writer, tmp *os.File, created []string) error {
+// after. A write-once object (ifNotExist) then removes what earlier writes
+// of it left behind.
+func (f *fileRepo) commit(w *blob.Writer, tmp *os.File, created []string, ifNotExist bool) error {
 	if tmp == nil {
 		return errors.New("file repository: the temporary file was not opened")
 	}
@@ -134,7 +135,9 @@ func (f *fileRepo) commit(w *blob.Writer, tmp *os.File, created []string) error 
 			return err
 		}
 	}
-	removeStaleTemps(name)
+	if ifNotExist {
+		removeStaleTemps(name)
+	}
 	return nil
 }
 
@@ -150,18 +153,32 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// removeStaleTemps removes the temporary files of earlier writes of the
-// same object that never got renamed (the writer was killed): they are
-// invisible to List but take space. tmp is this write's, already renamed.
+// removeStaleTemps removes the temporary files of other writes of the
+// same write-once object once it exists: a killed writer's, invisible to
+// List but taking space, or a concurrent writer's, which needs it no more
+// (it finds the object there and reports a conflict or success without
+// renaming). tmp is this write's, already renamed.
 func removeStaleTemps(tmp string) {
 	rest := strings.TrimSuffix(tmp, ".tmp")
 	final := rest[:strings.LastIndexByte(rest, '.')]
 	matches, _ := filepath.Glob(final + ".*.tmp")
 	for _, m := range matches {
-		if isFileblobTemp(m) {
+		// Only final.<hex>.tmp: final.00000028.backup.<hex>.tmp is
+		// another object's write, maybe under way.
+		mid := strings.TrimSuffix(strings.TrimPrefix(m, final+"."), ".tmp")
+		if m != tmp && isHex(mid) {
 			_ = os.Remove(m)
 		}
 	}
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // errTorn marks an object that a crash or a lost write left unfinished,

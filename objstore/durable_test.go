@@ -209,3 +209,31 @@ func TestFileStore_KillHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFileStore_StaleTemps: a write-once object, once written, removes the
+// temporary files other writes of it left, and no other object's.
+func TestFileStore_StaleTemps(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "repo")
+	s := open(t, "file://"+root, objstore.Options{})
+	dir := filepath.Join(root, "wal")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const seg = "000000010000000000000004"
+	stale := filepath.Join(dir, seg+".18f3a2b4c5d6e7f8.tmp")
+	other := filepath.Join(dir, seg+".00000028.backup.18f3a2b4c5d6e7f9.tmp") // another object's write under way
+	for _, p := range []string{stale, other} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PutIfAbsent(context.Background(), "wal/"+seg, bytes.NewReader([]byte("segment"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Error("the object's stale temporary file is still there")
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another object's temporary file was removed: %v", err)
+	}
+}

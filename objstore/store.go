@@ -456,7 +456,7 @@ func (s *Store) newWriter(ctx context.Context, key string, size int64, ifNotExis
 	if err != nil {
 		return nil, nil, err
 	}
-	return w, func() error { return s.file.commit(w, tmp, created) }, nil
+	return w, func() error { return s.file.commit(w, tmp, created, ifNotExist) }, nil
 }
 
 // Get returns the plaintext of the object at key. Reads stream: chunks are
@@ -570,15 +570,7 @@ func isFileblobTemp(key string) bool {
 		return false
 	}
 	i := strings.LastIndexByte(rest, '.')
-	if i < 0 || i == len(rest)-1 {
-		return false
-	}
-	for _, c := range rest[i+1:] {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	return i >= 0 && isHex(rest[i+1:])
 }
 
 // Delete removes the object at key; a missing object is ErrNotFound.
