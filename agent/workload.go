@@ -113,7 +113,7 @@ func (r *workloadRunner) prepareArchive() error {
 		return err
 	}
 	conf := filepath.Join(r.pg.Config().Dir, "archive.json")
-	if err := os.MkdirAll(r.pg.Config().Dir, 0o750); err != nil {
+	if err := os.MkdirAll(r.pg.Config().Dir, 0o700); err != nil {
 		return err
 	}
 	if err := backup.WriteArchiveConfig(conf, backup.ArchiveConfig{URL: url, Workload: r.w.Name, Key: hex.EncodeToString(key)}, r.a.cfg.Owner); err != nil {

@@ -199,6 +199,7 @@ func TestSecrets(t *testing.T) {
 		pgdata, _ := filepath.Glob(filepath.Join(u.DataDir, "nodes", "*", "*", "orders", "data"))
 		for _, d := range pgdata {
 			check(d, 0o700)
+			check(filepath.Dir(d), 0o700) // the instance's: its log, its password file
 		}
 		keys, _ := filepath.Glob(filepath.Join(certs.Dir(u.DataDir), "*.key"))
 		for _, k := range keys {

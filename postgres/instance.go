@@ -146,7 +146,12 @@ func (i *Instance) run(ctx context.Context, env []string, name string, args ...s
 }
 
 func (i *Instance) prepareDir() error {
+	// The instance's directory holds PGDATA, the log and the password
+	// file: its owner's only.
 	if err := os.MkdirAll(i.cfg.Dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(i.cfg.Dir, 0o700); err != nil {
 		return err
 	}
 	if err := i.cfg.Owner.CheckReachable(i.cfg.Dir); err != nil {
