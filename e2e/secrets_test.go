@@ -58,8 +58,9 @@ func TestSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close(ctx)
-	if _, err := db.Exec(ctx, "CREATE TABLE secrets_probe (id int)"); err != nil {
+	_, err = db.Exec(ctx, "CREATE TABLE secrets_probe (id int)")
+	db.Close(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	waitBackup(t, u, w)
@@ -178,9 +179,16 @@ func TestSecrets(t *testing.T) {
 		if seen == 0 {
 			t.Error("no service instance of this topology found")
 		}
-		// Its role is not the superuser.
+		// Its role is not the superuser. (A connection of its own: the
+		// writer endpoint closes its connections when its health checks
+		// flap on a loaded machine.)
+		conn, err := pgx.Connect(ctx, u.DSN(w.Writer)+" password="+password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
 		var super bool
-		if err := db.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = 'app_orders'").Scan(&super); err != nil || super {
+		if err := conn.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = 'app_orders'").Scan(&super); err != nil || super {
 			t.Errorf("the services' role: superuser %v, %v", super, err)
 		}
 	})
