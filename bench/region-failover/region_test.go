@@ -105,7 +105,7 @@ func strategy(b *testing.B, name string, runs int) string {
 	u := topotest.Start(b, specFile, filepath.Join(testenv.Dir(b), "data-"+name))
 	defer u.Stop()
 	st := u.WaitHealthy(b, 3*time.Minute).Workloads[0]
-	writer := dsn(st.Writer)
+	writer := u.DSN(st.Writer)
 	home := st.Active
 	other := ""
 	for _, r := range top.RegionNames() {
@@ -209,7 +209,7 @@ func regionLoss(b *testing.B, ctx context.Context, u *topotest.Up, top *lifeline
 		phase("scale"), phase("reroute"), r.rto)
 	w := u.Status(b).Workloads[0]
 	p := primary(w)
-	missing, err := gameday.Missing(ctx, dsn(fmt.Sprintf("%s:%d", p.Address, p.Port)), res.Acked)
+	missing, err := gameday.Missing(ctx, u.NodeDSN(p), res.Acked)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func regionLoss(b *testing.B, ctx context.Context, u *topotest.Up, top *lifeline
 		b.Fatalf("after the failback the active region is %s", w.Active)
 	}
 	p = primary(w)
-	if m, err := gameday.Missing(ctx, dsn(fmt.Sprintf("%s:%d", p.Address, p.Port)), res2.Acked); err != nil || len(m) > 0 {
+	if m, err := gameday.Missing(ctx, u.NodeDSN(p), res2.Acked); err != nil || len(m) > 0 {
 		b.Fatalf("the failback lost %d acknowledged writes (%v)", len(m), err)
 	}
 	return r
@@ -273,7 +273,7 @@ func switchover(b *testing.B, ctx context.Context, u *topotest.Up, writer, to st
 	}
 	res := load.Stop()
 	p := primary(u.WaitHealthy(b, 2*time.Minute).Workloads[0])
-	m, err := gameday.Missing(ctx, dsn(fmt.Sprintf("%s:%d", p.Address, p.Port)), res.Acked)
+	m, err := gameday.Missing(ctx, u.NodeDSN(p), res.Acked)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -361,10 +361,6 @@ func primary(w status.Workload) status.Node {
 	return status.Node{}
 }
 
-func dsn(addr string) string {
-	host, port, _ := strings.Cut(addr, ":")
-	return fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable connect_timeout=2", host, port)
-}
 
 func median(v []float64) float64 {
 	s := append([]float64(nil), v...)

@@ -62,7 +62,7 @@ func lifeline(b *testing.B, runs int) ([]float64, []int) {
 	for run := 1; run <= runs; run++ {
 		w := u.WaitHealthy(b, 2*time.Minute).Workloads[0]
 		old := primary(w)
-		load, err := gameday.StartLoad(ctx, dsn(w.Writer), 10*time.Millisecond)
+		load, err := gameday.StartLoad(ctx, u.DSN(w.Writer), 10*time.Millisecond)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func lifeline(b *testing.B, runs int) ([]float64, []int) {
 			b.Fatalf("run %d: no outage seen by the writer", run)
 		}
 		np := waitNewPrimary(b, u, name(old))
-		missing, err := gameday.Missing(ctx, dsn(fmt.Sprintf("%s:%d", np.Address, np.Port)), res.Acked)
+		missing, err := gameday.Missing(ctx, u.NodeDSN(np), res.Acked)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -176,11 +176,6 @@ func primary(w status.Workload) status.Node {
 }
 
 func name(n status.Node) string { return n.Region + "/" + n.Zone }
-
-func dsn(addr string) string {
-	host, port, _ := strings.Cut(addr, ":")
-	return fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable connect_timeout=2", host, port)
-}
 
 func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
