@@ -113,29 +113,6 @@ func checkLostSuffix(t *testing.T, ctx context.Context, u *topotest.Up, node sta
 	return missing
 }
 
-// maxPause is the longest gap between two acknowledged writes in [from, to].
-func maxPause(res gameday.Result, from, to time.Time) time.Duration {
-	var prev time.Time
-	var worst time.Duration
-	for _, a := range res.Acked {
-		if a.At.Before(from) {
-			prev = a.At
-			continue
-		}
-		if a.At.After(to) {
-			if !prev.IsZero() {
-				worst = max(worst, a.At.Sub(prev))
-			}
-			break
-		}
-		if !prev.IsZero() {
-			worst = max(worst, a.At.Sub(prev))
-		}
-		prev = a.At
-	}
-	return worst
-}
-
 // postOrder writes one order through the workload's global HTTP entry point.
 func postOrder(w status.Workload, host string) (map[string]any, error) {
 	req, err := http.NewRequest(http.MethodPost, "http://"+w.HTTP+"/orders", nil)
@@ -266,7 +243,7 @@ func TestRegionFailure(t *testing.T) {
 				t.Errorf("%s needed a rewind or a copy after a clean demotion", name(old))
 			}
 			t.Logf("switchover %s -> %s in %.2fs; writes paused at most %.2fs; %d acknowledged, none lost\n%s",
-				name(old), name(p), done.Sub(start).Seconds(), maxPause(res, start, done).Seconds(), len(res.Acked), out)
+				name(old), name(p), done.Sub(start).Seconds(), res.MaxPause(start, done).Seconds(), len(res.Acked), out)
 		}
 		// Its region's sync standby again.
 		waitState(t, u, "every node healthy", 2*time.Minute, func(w status.Workload) bool {
@@ -422,7 +399,7 @@ func TestRegionFailure(t *testing.T) {
 			}
 		}
 		t.Logf("failback to %s in %.1fs; writes paused at most %.2fs; rejoin copied %d of %d bytes; diverged WAL saved at %q\n%s",
-			name(p), done.Sub(start).Seconds(), maxPause(res, start, done).Seconds(), copied, size, fb.Params["diverged_wal"], out)
+			name(p), done.Sub(start).Seconds(), res.MaxPause(start, done).Seconds(), copied, size, fb.Params["diverged_wal"], out)
 	})
 }
 

@@ -181,7 +181,7 @@ func regionLoss(b *testing.B, ctx context.Context, u *topotest.Up, top *lifeline
 		time.Sleep(100 * time.Millisecond)
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
-	err = waitRecovered(wctx, load, killed, 20)
+	err = load.WaitRecovered(wctx, killed, 20)
 	wcancel()
 	res := load.Stop()
 	if err != nil {
@@ -241,7 +241,7 @@ func regionLoss(b *testing.B, ctx context.Context, u *topotest.Up, top *lifeline
 		b.Fatal(err)
 	}
 	res2 := load2.Stop()
-	r.failbackPause = maxPause(res2, start, done).Seconds()
+	r.failbackPause = res2.MaxPause(start, done).Seconds()
 	fb := newest(b, u, before)
 	r.copied, _ = strconv.ParseInt(fb.Params["rejoin_bytes_copied"], 10, 64)
 	r.size, _ = strconv.ParseInt(fb.Params["rejoin_data_bytes"], 10, 64)
@@ -277,7 +277,7 @@ func switchover(b *testing.B, ctx context.Context, u *topotest.Up, writer, to st
 	if err != nil {
 		b.Fatal(err)
 	}
-	return maxPause(res, start, done).Seconds(), len(m)
+	return res.MaxPause(start, done).Seconds(), len(m)
 }
 
 // waitCopy waits until region's copy of the repository holds a base
@@ -361,7 +361,6 @@ func primary(w status.Workload) status.Node {
 	return status.Node{}
 }
 
-
 func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
@@ -380,41 +379,4 @@ func or(a, b string) string {
 		return b
 	}
 	return a
-}
-
-// maxPause is the longest gap between two acknowledged writes around [from, to].
-func maxPause(res gameday.Result, from, to time.Time) time.Duration {
-	var prev time.Time
-	var worst time.Duration
-	for _, a := range res.Acked {
-		if a.At.Before(from) {
-			prev = a.At
-			continue
-		}
-		if !prev.IsZero() {
-			worst = max(worst, a.At.Sub(prev))
-		}
-		prev = a.At
-		if a.At.After(to) {
-			break
-		}
-	}
-	return worst
-}
-
-// waitRecovered waits for the outage the kill causes, then for n writes
-// acknowledged after it.
-func waitRecovered(ctx context.Context, load *gameday.Load, killed time.Time, n int) error {
-	for {
-		for _, f := range load.Result().Failures {
-			if f.After(killed) {
-				return load.WaitAcksAfter(ctx, f, n)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no outage after the kill: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }

@@ -72,7 +72,7 @@ func lifeline(b *testing.B, runs int) ([]float64, []int) {
 			b.Fatalf("kill: %v\n%s", err, out)
 		}
 		wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
-		err = waitRecovered(wctx, load, killed, 30)
+		err = load.WaitRecovered(wctx, killed, 30)
 		wcancel()
 		res := load.Stop()
 		if err != nil {
@@ -200,26 +200,4 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// waitRecovered waits for the outage that the kill causes and then for n
-// writes acknowledged after it. Counting from the kill alone is not
-// enough: writes go on until the kill command has reached the node.
-func waitRecovered(ctx context.Context, load *gameday.Load, killed time.Time, n int) error {
-	for {
-		res := load.Result()
-		for _, f := range res.Failures {
-			if f.After(killed) {
-				if err := load.WaitAcksAfter(ctx, f, n); err != nil {
-					return err
-				}
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no outage after the kill: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }
