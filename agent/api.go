@@ -39,7 +39,7 @@ func (a *Agent) serveAPI(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
-	s, err := store.Connect(Endpoints(t, a.cfg.Node), t.Name, store.RequireLeader(), store.SkipSilentMembers(t.Control.CheckInterval, a.log))
+	s, err := a.sec.ConnectStore(&a.cfg.Node, store.RequireLeader(), store.SkipSilentMembers(t.Control.CheckInterval, a.log))
 	if err != nil {
 		ln.Close()
 		return err
@@ -51,7 +51,8 @@ func (a *Agent) serveAPI(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&metrics.Cluster{Src: sampler}, &metrics.Archive{T: t, Node: a.cfg.Node, Connect: a.connect})
-	backups := &controller.Backups{T: t, S: s, DataDir: a.cfg.DataDir, PGBin: a.cfg.PGBin, Owner: a.cfg.Owner, HostPort: a.dialer.HostPort, Log: log}
+	backups := &controller.Backups{T: t, S: s, DataDir: a.cfg.DataDir, PGBin: a.cfg.PGBin, Owner: a.cfg.Owner, HostPort: a.dialer.HostPort, Log: log,
+		Client: a.sec.DatabaseClient}
 	srv := api.New(api.Config{
 		T: t, S: s, Node: a.cfg.Node.String(), DataDir: a.cfg.DataDir, Tokens: tokens, Sampler: sampler, Backups: backups,
 		Sides:   &sidecopy.Runner{B: backups, Host: t.Address(a.cfg.Node), Parameters: SmallParameters},

@@ -168,7 +168,8 @@ func (s *Server) runRestore(ctx context.Context, job *restoreJob, wl *lifeline.W
 			host, port, _ := strings.Cut(addr, ":")
 			set(func(v *RestoreView) {
 				v.State, v.Address, v.Ready = "running", addr, time.Now().UTC()
-				v.Connect = fmt.Sprintf("psql -h %s -p %s -U %s", host, port, wl.Database.Superuser)
+				// A scratch instance without TLS, as lifeline restore's.
+				v.Connect = fmt.Sprintf(`psql "host=%s port=%s user=%s sslmode=disable"`, host, port, wl.Database.Superuser)
 			})
 			s.restoreMu.Lock()
 			job.stop = stop

@@ -225,3 +225,18 @@ func ServerPair(dataDir string, t *lifeline.Topology, id lifeline.NodeID) (CertP
 	}
 	return EnsureSelfSigned(dataDir, Hosts(t))
 }
+
+// TrustFile is the certificate a client of a data directory's topology
+// trusts the API with: the topology's authority when it has one, else the
+// self-signed pair's.
+func TrustFile(dataDir string) string {
+	if ca := filepath.Join(dataDir, "certs", "ca.crt"); fileExists(ca) {
+		return ca
+	}
+	return SelfSignedPair(dataDir).Cert
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

@@ -298,7 +298,7 @@ func TestRepo_Damage(t *testing.T) {
 			RestoreCommand: spec.RestoreCommand(), Owner: testenv.Owner(t)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := inst.WriteConfig(postgres.Settings{AppName: "restored", Extra: map[string]string{"restore_command": spec.RestoreCommand()}}); err != nil {
+		if err := inst.WriteConfig(postgres.Settings{AppName: "restored"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Remove(walFile(spec, h.lastSeg)); err != nil {

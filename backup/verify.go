@@ -172,9 +172,7 @@ func (r *Repo) Verify(ctx context.Context, scratch string, opt VerifyOptions) (*
 	if err != nil {
 		return fail(err)
 	}
-	// restore_command goes in the server's own settings (lifeline.conf), as for
-	// every restored server: the restore leaves none in postgresql.auto.conf.
-	if err := inst.WriteConfig(postgres.Settings{AppName: "lifeline_verify", Extra: map[string]string{"restore_command": opt.RestoreCommand}}); err != nil {
+	if err := inst.WriteConfig(postgres.Settings{AppName: "lifeline_verify"}); err != nil {
 		return fail(err)
 	}
 	recStart := time.Now()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/jackc/pgx/v5"
 
 	ll "github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/api"
@@ -274,7 +275,11 @@ func TestOperatorSurface(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 		}
 		host, port, _ := strings.Cut(side.Address, ":")
-		conn := topotest.Connect(t, context.Background(), status.Node{Address: host, Port: atoi(t, port)})
+		// A side copy is a scratch instance without TLS, as lifeline restore's.
+		conn, err := pgx.Connect(context.Background(), fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", host, atoi(t, port)))
+		if err != nil {
+			t.Fatalf("connect to the side copy: %v", err)
+		}
 		var n int
 		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_database").Scan(&n); err != nil || n == 0 {
 			t.Errorf("the side copy answers %d, %v", n, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/agent"
 	"github.com/lifeline-dr/lifeline/api"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/metrics"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/router"
@@ -85,7 +86,7 @@ func newWitness() *cobra.Command {
 func newRouter() *cobra.Command {
 	var file, home, dataDir string
 	cmd := &cobra.Command{
-		Use:   "router -f SPEC",
+		Use:   "router -f SPEC [--data-dir DIR]",
 		Short: "Serve the workloads' entry points: DNS, HTTP front doors, writer and reader endpoints",
 		Long: `Serves the workloads' entry points, and its own Prometheus metrics (requests, errors and
 latency of each front door, DNS answers by region) at https://ROUTER-ADDRESS:API-PORT/metrics,
@@ -97,7 +98,11 @@ with the data directory's certificate.`,
 				return &exitError{code: 2, err: err}
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			s, err := store.Connect(agent.OperatorEndpoints(t), t.Name, store.SkipSilentMembers(t.Control.CheckInterval, log))
+			sec, err := agent.LoadSecurity(t, dataDir, certs.Router)
+			if err != nil {
+				return err
+			}
+			s, err := sec.ConnectStore(nil, store.SkipSilentMembers(t.Control.CheckInterval, log))
 			if err != nil {
 				return err
 			}
@@ -119,7 +124,7 @@ with the data directory's certificate.`,
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file")
 	cmd.Flags().StringVar(&home, "region", "", "the region this router sits in: the reader endpoint prefers its standbys (default: each workload's active region)")
-	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "where the API's certificate is (DATA/api/tls.crt; made when missing)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "where the router's certificates are (certs/router.crt; api/tls.crt for /metrics, made when missing)")
 	return cmd
 }
 

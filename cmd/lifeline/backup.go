@@ -23,6 +23,7 @@ import (
 	"github.com/lifeline-dr/lifeline/api"
 	"github.com/lifeline-dr/lifeline/backup"
 	"github.com/lifeline-dr/lifeline/controller"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/sidecopy"
 	"github.com/lifeline-dr/lifeline/store"
@@ -57,9 +58,15 @@ func openBackupEnv(dataDir, workload string) (*backupEnv, error) {
 		return nil, err
 	}
 	abs, _ := filepath.Abs(dataDir)
+	sec, err := agent.LoadSecurity(t, abs, certs.Operator)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	return &backupEnv{t: t, s: s, w: w, dataDir: abs, b: &controller.Backups{
 		T: t, S: s, DataDir: abs, PGBin: bin, Owner: owner,
 		HostPort: func(h string, p int) (string, int) { return h, p },
+		Client:   sec.DatabaseClient,
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}}, nil
 }
@@ -401,7 +408,8 @@ func runSide(ctx context.Context, cmd *cobra.Command, e *backupEnv, into string,
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "side instance running: psql -h 127.0.0.1 -p %d -U %s   (Ctrl-C stops it; the data stays in %s)\n", port, e.w.Database.Superuser, into)
+	// A scratch copy on 127.0.0.1 only, without TLS.
+	fmt.Fprintf(cmd.OutOrStdout(), "side instance running: psql \"host=127.0.0.1 port=%d user=%s sslmode=disable\"   (Ctrl-C stops it; the data stays in %s)\n", port, e.w.Database.Superuser, into)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	select {

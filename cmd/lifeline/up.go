@@ -15,22 +15,25 @@ import (
 	"github.com/lifeline-dr/lifeline/agent"
 	"github.com/lifeline-dr/lifeline/api"
 	"github.com/lifeline-dr/lifeline/examples"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/local"
 	"github.com/lifeline-dr/lifeline/spec"
-	"github.com/lifeline-dr/lifeline/store"
 )
 
 const defaultDataDir = ".lifeline"
 
 func newUp() *cobra.Command {
 	var file, dataDir string
+	var insecure bool
 	cmd := &cobra.Command{
 		Use:   "up -f SPEC [--data-dir DIR]",
 		Short: "Build (or resume) a local topology on this machine and run it until Ctrl-C",
 		Long: `Runs every node of the spec on this machine, each on its own loopback address:
 the witness, one agent per node (each with its PostgreSQL), the WAN links.
 Ctrl-C (or lifeline down) stops everything cleanly; up again on the same
-data directory resumes without re-initialising.`,
+data directory resumes without re-initialising. Every connection between them
+(etcd, PostgreSQL) uses mutual TLS, with an authority and certificates made in
+the data directory (certs/).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			file, err := specOrDefault(cmd, file, dataDir)
@@ -55,14 +58,18 @@ data directory resumes without re-initialising.`,
 			}()
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			out := cmd.OutOrStdout()
-			return local.Up(ctx, t, local.Options{SpecFile: file, DataDir: dataDir, Out: out, Logger: log,
+			return local.Up(ctx, t, local.Options{SpecFile: file, DataDir: dataDir, Out: out, Logger: log, Insecure: insecure,
 				Prepare: func(dir string) error {
 					// One self-signed pair for every agent, before they start.
 					_, err := api.EnsureSelfSigned(dir, api.Hosts(t))
 					return err
 				},
 				Ready: func(ctx context.Context, dir string) error {
-					s, err := store.Connect(agent.OperatorEndpoints(t), t.Name)
+					sec, err := agent.LoadSecurity(t, dir, certs.Operator)
+					if err != nil {
+						return err
+					}
+					s, err := sec.ConnectStore(nil)
 					if err != nil {
 						return err
 					}
@@ -77,13 +84,14 @@ data directory resumes without re-initialising.`,
 						fmt.Fprintf(out, "API token %s (approver) in %s\n", api.AdminTokenName, api.AdminTokenPath(dir))
 					}
 					eps := api.APIEndpoints(t)
-					fmt.Fprintf(out, "dashboard and API: %s (and every agent's; certificate %s)\n", eps[0], api.SelfSignedPair(dir).Cert)
+					fmt.Fprintf(out, "dashboard and API: %s (and every agent's; trust %s)\n", eps[0], api.TrustFile(dir))
 					return nil
 				}})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file (default: ./lifeline.yaml, else the embedded warm-standby example)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "where the topology keeps its data")
+	cmd.Flags().BoolVar(&insecure, "insecure", false, "no TLS on a new data directory: plain etcd and PostgreSQL connections (to measure what TLS costs)")
 	return cmd
 }
 
