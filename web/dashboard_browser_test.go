@@ -21,13 +21,8 @@ import (
 	"github.com/lifeline-dr/lifeline/web"
 )
 
-// cluster is a fixed snapshot: two regions, five nodes, a region failover
-// waiting for approval.
-type cluster struct{ snap telemetry.Snapshot }
-
-func (c cluster) Snapshot() (telemetry.Snapshot, bool) { return c.snap, true }
-func (c cluster) Subscribe() (<-chan struct{}, func()) { return make(chan struct{}), func() {} }
-func (c cluster) History(time.Time) []telemetry.Series {
+// history is an hour of one standby's lag.
+func history() []telemetry.Series {
 	now := time.Now().Unix() / 10 * 10
 	var pts []telemetry.Point
 	for i := int64(0); i < 360; i++ {
@@ -36,7 +31,9 @@ func (c cluster) History(time.Time) []telemetry.Series {
 	return []telemetry.Series{{Workload: "orders", Node: "eu-central/a", RPOSeconds: 1, Points: pts}}
 }
 
-func fixture() (*lifeline.Topology, cluster) {
+// fixture is two regions, five nodes, a region failover waiting for
+// approval.
+func fixture() (*lifeline.Topology, telemetry.Fixed) {
 	t := &lifeline.Topology{Name: "shop", API: lifeline.API{Port: 8443}, Witness: &lifeline.Witness{Address: "127.0.3.1"}, Router: lifeline.Router{Address: "127.0.3.1"},
 		Regions: []lifeline.Region{
 			{Name: "eu-west", Zones: []lifeline.Zone{{Name: "a", Address: "127.0.1.1"}, {Name: "b", Address: "127.0.1.2"}, {Name: "c", Address: "127.0.1.3"}}},
@@ -65,7 +62,7 @@ func fixture() (*lifeline.Topology, cluster) {
 		Alarms:   []lifeline.Alarm{{ID: "a1", Workload: "orders", Kind: "region-down", Severity: "critical", Summary: "eu-west is down", Raised: now, Evidence: ev}},
 		Runbooks: []runbook.Runbook{rb},
 	}
-	return t, cluster{snap}
+	return t, telemetry.Fixed{Snap: snap, Series: history()}
 }
 
 // TestDashboard_InChromium loads the dashboard over a fixed cluster (no
@@ -90,7 +87,7 @@ func TestDashboard_InChromium(t *testing.T) {
 		chromedp.SendKeys("#token", "llt_v"), chromedp.Click("#signin"), chromedp.WaitVisible("#map .node"), chromedp.WaitVisible("#approve")); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range c.snap.Status.Workloads[0].Nodes {
+	for _, n := range c.Snap.Status.Workloads[0].Nodes {
 		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector('.node[data-node="%s/%s"] .role')?.textContent || ""`, n.Region, n.Zone)))
 		if err != nil || got != n.Role {
 			t.Errorf("node %s/%s: role %q (%v), want %q", n.Region, n.Zone, got, err, n.Role)

@@ -12,14 +12,6 @@ import (
 	"github.com/lifeline-dr/lifeline/telemetry"
 )
 
-// fixed is a snapshot that never changes: the API server alone, without
-// the topology's processes on the same two cores.
-type fixed struct{ snap telemetry.Snapshot }
-
-func (f fixed) Snapshot() (telemetry.Snapshot, bool) { return f.snap, true }
-func (f fixed) Subscribe() (<-chan struct{}, func()) { return make(chan struct{}), func() {} }
-func (f fixed) History(time.Time) []telemetry.Series { return nil }
-
 // BenchmarkStatusServer is BenchmarkAPI's status figure for the API server
 // alone (a status of five nodes, no topology running): what the server
 // costs, apart from what the machine's other processes take from it.
@@ -32,7 +24,7 @@ func BenchmarkStatusServer(b *testing.B) {
 	}
 	snap := telemetry.Snapshot{At: time.Now(), Status: &status.Report{Name: "shop", Controller: "eu-west/b",
 		Workloads: []status.Workload{{Name: "orders", Strategy: "warm-standby", Active: "eu-west", Primary: "eu-west/a", Epoch: 1, Phase: lifeline.PhaseSteady, Nodes: nodes}}}}
-	srv := api.New(api.Config{T: t, Node: "eu-west/a", Sampler: fixed{snap}, Tokens: api.StaticTokens{"llt_v": {Name: "v", Role: "viewer"}}})
+	srv := api.New(api.Config{T: t, Node: "eu-west/a", Sampler: telemetry.Fixed{Snap: snap}, Tokens: api.StaticTokens{"llt_v": {Name: "v", Role: "viewer"}}})
 	ts := httptest.NewTLSServer(srv)
 	defer ts.Close()
 	tlsConfig := ts.Client().Transport.(*http.Transport).TLSClientConfig
