@@ -182,8 +182,8 @@ func firstLoad(b *testing.B, base, token string) {
 	loaded := time.Since(t0)
 	// Where the time went, as the page's own timings say (ms from the
 	// navigation's start).
-	timings, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`[performance.getEntriesByType("navigation")[0], ...performance.getEntriesByType("resource")]
-		.map(e => e.name.replace(/^https:\/\/[^/]+/, "") + " " + Math.round(e.startTime) + "-" + Math.round(e.responseEnd || e.startTime)).join(", ")`))
+	timings, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`[performance.getEntriesByType("navigation")[0], ...performance.getEntriesByType("resource"), ...performance.getEntriesByType("mark")]
+		.map(e => e.name.replace(/^https:\/\/[^/]+/, "") + " " + Math.round(e.startTime) + (e.responseEnd ? "-" + Math.round(e.responseEnd) : "")).join(", ")`))
 	b.Logf("first load timeline (ms): %s", timings)
 	time.Sleep(200 * time.Millisecond) // bytes still in flight
 	down, up := relay.Counts()

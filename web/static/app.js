@@ -136,6 +136,7 @@
   }
 
   function onEvent(e) {
+    if (!ev) performance.mark('first-event');
     ev = e; lastEvent = Date.now();
     try {
       render();
@@ -379,6 +380,7 @@
     });
     fill($('chart'), s);
     fill($('legend'), legend);
+    performance.mark('chart');
     // Colors set through the DOM (the page's policy allows no inline style attribute).
     document.querySelectorAll('#legend i[data-color]').forEach((i) => { i.style.background = i.getAttribute('data-color'); });
   }
