@@ -51,13 +51,11 @@ written to the audit log.`,
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			_, s, err := openStore(dataDir)
+			s, ctx, done, err := tokenStore(cmd, dataDir)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-			defer cancel()
+			defer done()
 			tok, rec, err := api.CreateToken(ctx, s, name, r, osActor(), replace)
 			if errors.Is(err, store.ErrTokenExists) {
 				return &exitError{code: 3, err: err}
@@ -87,13 +85,11 @@ written to the audit log.`,
 		Short: "List the tokens (names and roles; never the tokens)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, s, err := openStore(dataDir)
+			s, ctx, done, err := tokenStore(cmd, dataDir)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-			defer cancel()
+			defer done()
 			m, err := s.Tokens(ctx)
 			if err != nil {
 				return err
@@ -127,13 +123,11 @@ written to the audit log.`,
 		Short: "Revoke a token: every agent refuses it as soon as it hears of it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, s, err := openStore(dataDir)
+			s, ctx, done, err := tokenStore(cmd, dataDir)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-			defer cancel()
+			defer done()
 			found, err := s.RevokeToken(ctx, args[0], osActor())
 			if err != nil {
 				return err
@@ -147,4 +141,15 @@ written to the audit log.`,
 	}
 	cmd.AddCommand(create, list, revoke)
 	return cmd
+}
+
+// tokenStore connects to the control store for a token command, with the
+// command's deadline; done releases both.
+func tokenStore(cmd *cobra.Command, dataDir string) (*store.Store, context.Context, func(), error) {
+	_, s, err := openStore(dataDir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
+	return s, ctx, func() { cancel(); s.Close() }, nil
 }
