@@ -51,7 +51,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newController(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore(), newRouting(),
-		newApprove(), newReject(), newFailover(), newSwitchover(), newFailback(), newAlarms(), newGameday(), newDemo())
+		newApprove(), newReject(), newFailover(), newSwitchover(), newFailback(), newAlarms(), newGameday(), newDemo(), newPlan())
 	return root
 }
 
