@@ -109,6 +109,9 @@ type Readiness struct {
 	// Since is when Ready last changed; Evaluated when the checks ran.
 	Since     time.Time `json:"since"`
 	Evaluated time.Time `json:"evaluated"`
+	// Alarm is the alarm raised when the region turned NOT READY, cleared
+	// when it is READY again.
+	Alarm string `json:"alarm,omitempty"`
 }
 
 // ReadinessCheck is one check of a standby region's readiness.
