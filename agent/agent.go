@@ -145,6 +145,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Backups: &controller.Backups{
 			T: t, S: s, DataDir: a.cfg.DataDir, PGBin: a.cfg.PGBin, Owner: a.cfg.Owner, HostPort: a.dialer.HostPort, Log: a.log,
 		},
+		Readiness: a.readiness(s),
 	})
 	if hostsSite {
 		// A site is a vantage point of the health checks.

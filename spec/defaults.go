@@ -25,9 +25,9 @@ const (
 	// than this never starts a region failover (which would still wait
 	// for approval, or the witness quorum).
 	DefaultRegionDownAfter = 2 * time.Second
-	DefaultClientPort    = 2379
-	DefaultPeerPort      = 2380
-	DefaultDatabasePort  = 5432
+	DefaultClientPort      = 2379
+	DefaultPeerPort        = 2380
+	DefaultDatabasePort    = 5432
 	// DefaultRepository keeps backups next to the data of a local topology;
 	// {data} is the data directory, {region} the region.
 	DefaultRepository = "file://{data}/backups/{region}"

@@ -156,6 +156,9 @@ primary's last position, or for backup-restore a base backup in its own reposito
 				if err := controller.CheckFailover(t, w, st, rb.Params["to_region"], reports, rb.Evidence, copyRec, time.Now()); err != nil {
 					return &exitError{code: 3, err: fmt.Errorf("approve %s: %w", rb.ID, err)}
 				}
+				if err := checkReady(ctx, t, s, w, rb.Params["to_region"]); err != nil {
+					return &exitError{code: 3, err: fmt.Errorf("approve %s: %w", rb.ID, err)}
+				}
 			}
 			a := &lifeline.Approval{Runbook: rb.ID, Approve: approve, By: actor(as), At: time.Now().UTC(), Reason: reason, Force: force}
 			_, err = s.UpdateState(ctx, w.Name, func(st *lifeline.WorkloadState, c *store.Change) error {
@@ -246,6 +249,12 @@ standby, lag beyond the RPO, no backup); --force overrides and is recorded in th
 			cancel()
 			if !force {
 				if err := controller.CheckFailover(t, w, snap.State, to, snap.Reports, &ev, copyRec, time.Now()); err != nil {
+					return &exitError{code: 3, err: fmt.Errorf("failover of %s to %s: %w", w.Name, to, err)}
+				}
+				ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
+				err := checkReady(ctx, t, s, w, to)
+				cancel()
+				if err != nil {
 					return &exitError{code: 3, err: fmt.Errorf("failover of %s to %s: %w", w.Name, to, err)}
 				}
 			}
