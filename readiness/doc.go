@@ -21,7 +21,8 @@
 //   - backups (backup-restore): its copy of the repository holds a base
 //     backup no older than backups.full (plus a tenth), and its WAL copy is
 //     within the RPO
-//   - drill (backup-restore): the last restore drill passed
+//   - drill (backup-restore): the last restore drill passed (none yet is
+//     not a failure: the controller drills every new backup, the first too)
 //   - services: every service's command is found (local topologies: on
 //     this host; distributed ones cannot be checked from here)
 //   - ports: every address a failover would start a service instance or a
