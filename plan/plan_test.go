@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,7 +196,7 @@ func TestForWorkload_Arithmetic(t *testing.T) {
 	}
 	ws, _ := p.Row("warm-standby")
 	o = outcome(t, p, "warm-standby", lifeline.RiskRegion)
-	if want := 0.5 * (3600*o.RTO.Seconds/3600 + 60*o.RPO.Seconds/60); abs(o.YearlyLoss-want) > 0.01 {
+	if want := 0.5 * (3600*o.RTO.Seconds/3600 + 60*o.RPO.Seconds/60); math.Abs(o.YearlyLoss-want) > 0.01 {
 		t.Errorf("warm-standby region loss %v, want %v", o.YearlyLoss, want)
 	}
 	// eu-central: 2 zones, so 2 databases and 1 service instance; storage:
@@ -211,13 +212,6 @@ func TestForWorkload_Arithmetic(t *testing.T) {
 	if br, _ := p.Row("backup-restore"); br.Standing.Databases != 0 || br.Standing.Instances != 0 {
 		t.Errorf("backup-restore keeps only backups: %+v", br.Standing)
 	}
-}
-
-func abs(v float64) float64 {
-	if v < 0 {
-		return -v
-	}
-	return v
 }
 
 func TestForWorkload_Recommend(t *testing.T) {
@@ -249,7 +243,7 @@ func TestForWorkload_RestoreDrill(t *testing.T) {
 	v := &lifeline.VerifyRecord{At: now, Passed: true, RestoreSeconds: 42}
 	with := outcome(t, plan.ForWorkload(top, &top.Workloads[0], plan.Facts{Verify: v}), "backup-restore", lifeline.RiskRegion)
 	without := outcome(t, plan.ForWorkload(top, &top.Workloads[0], plan.Facts{}), "backup-restore", lifeline.RiskRegion)
-	if with.RTO.Source != plan.Estimated || !strings.Contains(with.RTO.Note, "restore drill of 2026-03-10") || abs(with.RTO.Seconds-without.RTO.Seconds-(42-40)) > 0.01 {
+	if with.RTO.Source != plan.Estimated || !strings.Contains(with.RTO.Note, "restore drill of 2026-03-10") || math.Abs(with.RTO.Seconds-without.RTO.Seconds-(42-40)) > 0.01 {
 		t.Errorf("with the drill %+v, without %+v: want the drill's 42s instead of 10 GB at 250 MB/s (40s)", with.RTO, without.RTO)
 	}
 }
