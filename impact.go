@@ -37,43 +37,43 @@ var Risks = []Risk{RiskZone, RiskRegion, RiskOperator, RiskCorruption}
 
 // Impact is what a workload's failures cost, for `lifeline plan`.
 type Impact struct {
-	Tier Tier
+	Tier Tier `json:"tier"`
 	// Currency of every amount (a code such as EUR; only shown).
-	Currency string
+	Currency string `json:"currency"`
 	// DowntimePerHour is what an hour without the workload costs.
-	DowntimePerHour float64
+	DowntimePerHour float64 `json:"downtime_per_hour"`
 	// DataLossPerMinute is what a minute of lost writes costs. A spec may
 	// give a lost transaction's cost instead, with how many are written a
 	// minute: the parser multiplies them.
-	DataLossPerMinute float64
+	DataLossPerMinute float64 `json:"data_loss_per_minute"`
 	// ApprovalTime is how long reaching an approver takes, counted in the
 	// RTO of a region failover with failover: approve (0: not counted).
-	ApprovalTime time.Duration
+	ApprovalTime time.Duration `json:"approval_time_ns"`
 	// Risks are the failures considered, with their yearly likelihood.
-	Risks []RiskLikelihood
+	Risks []RiskLikelihood `json:"risks"`
 	// Prices of what a strategy keeps running in the standby regions.
-	Prices Prices
+	Prices Prices `json:"prices"`
 	// DataGB is the database's size, for storage and restore estimates
 	// where no backup was measured.
-	DataGB float64
+	DataGB float64 `json:"data_gb"`
 }
 
 // RiskLikelihood is one risk considered and how often it is expected.
 type RiskLikelihood struct {
-	Risk Risk
+	Risk Risk `json:"risk"`
 	// PerYear is the expected number of occurrences a year (0.05: once in
 	// twenty years).
-	PerYear float64
+	PerYear float64 `json:"per_year"`
 	// Lasts is how long the failure lasts when it is waited out rather
 	// than failed over (a region's outage under multi-zone alone).
-	Lasts time.Duration
+	Lasts time.Duration `json:"lasts_ns,omitempty"`
 }
 
 // Prices are monthly prices of standing capacity.
 type Prices struct {
-	InstanceMonth  float64 // one service instance
-	DatabaseMonth  float64 // one database node
-	StorageGBMonth float64 // one GB of volume or object storage
+	InstanceMonth  float64 `json:"instance_month"`   // one service instance
+	DatabaseMonth  float64 `json:"database_month"`   // one database node
+	StorageGBMonth float64 `json:"storage_gb_month"` // one GB of volume or object storage
 }
 
 // Likelihood returns a risk's entry; ok is false when it is not considered.
