@@ -25,8 +25,8 @@
 //     not a failure: the controller drills every new backup, the first too)
 //   - services: every service's command is found (local topologies: on
 //     this host; distributed ones cannot be checked from here)
-//   - ports: every address a failover would start a service instance or a
-//     database on is free (local topologies)
+//   - ports: nothing listens on an address a failover would start a service
+//     instance or a database on (local topologies; dialled, never bound)
 //   - witness (failover: auto): the witness reports health results, so the
 //     quorum that approves an automatic failover can form
 //

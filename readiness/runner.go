@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -250,7 +249,10 @@ func (r *Runner) Gather(ctx context.Context, w *lifeline.Workload) ([]Input, err
 
 // LocalProbe checks a local topology's hosts, which are all this machine:
 // each service's command is looked up ("lifeline" is binary), and each
-// address a failover would listen on is listened on and closed at once.
+// address a failover would listen on is dialled: a connection accepted
+// means something listens there. It never binds the address itself, so
+// a service instance starting there at that moment (a failover's scale
+// step) cannot find it taken by the probe.
 func LocalProbe(binary string) Probe {
 	return func(ctx context.Context, t *lifeline.Topology, w *lifeline.Workload, st lifeline.WorkloadState, region string) *Host {
 		h := &Host{Commands: map[string]error{}, Ports: map[string]error{}}
@@ -267,18 +269,17 @@ func LocalProbe(binary string) Probe {
 			_, err := exec.LookPath(name)
 			h.Commands[name] = err
 		}
-		var lc net.ListenConfig
+		d := net.Dialer{Timeout: probeTimeout}
 		for _, addr := range FailoverAddresses(t, w, st, region) {
-			l, err := lc.Listen(ctx, "tcp", addr)
-			if errors.Is(err, syscall.EADDRINUSE) {
-				err = errors.New("in use")
+			if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
+				c.Close()
+				h.Ports[addr] = errors.New("in use: something listens there")
 			}
-			if err != nil {
-				h.Ports[addr] = err
-				continue
-			}
-			l.Close()
 		}
 		return h
 	}
 }
+
+// probeTimeout bounds a dial to a loopback address: refused at once when
+// nothing listens; a listener accepts within it.
+const probeTimeout = 500 * time.Millisecond
