@@ -513,9 +513,13 @@ type NodeStatus struct {
 	// SpareLease is the etcd lease a node that is not primary keeps alive
 	// for the primary role: a failover attaches the primary lease key to it
 	// when it names the node, so the node promotes without a write of its own.
-	SpareLease int64     `json:"spare_lease,omitempty"`
-	Error      string    `json:"error,omitempty"`
-	Reported   time.Time `json:"reported"`
+	SpareLease int64  `json:"spare_lease,omitempty"`
+	Error      string `json:"error,omitempty"`
+	// ArchiveError is why this node's WAL archiving could not be set up
+	// (its server then runs without archive_command, and its WAL reaches
+	// no backup); empty when archiving is on.
+	ArchiveError string    `json:"archive_error,omitempty"`
+	Reported     time.Time `json:"reported"`
 	// Replicas is filled in by a primary from pg_stat_replication.
 	Replicas []ReplicaStatus `json:"replicas,omitempty"`
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/compute"
 	"github.com/lifeline-dr/lifeline/controller"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/notify"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/router"
@@ -54,6 +54,7 @@ type Agent struct {
 	dialer *wan.Dialer
 	store  *store.Store
 	member *store.Member
+	sec    *Security
 
 	mu      sync.Mutex
 	session clientv3.LeaseID
@@ -64,10 +65,15 @@ func New(cfg Config) (*Agent, error) {
 	if _, err := cfg.Topology.Zone(cfg.Node); err != nil {
 		return nil, err
 	}
+	sec, err := LoadSecurity(cfg.Topology, cfg.DataDir, certs.NodeName(cfg.Node))
+	if err != nil {
+		return nil, err
+	}
 	return &Agent{
 		cfg:    cfg,
 		log:    cfg.Logger.With("node", cfg.Node.String()),
 		dialer: wan.NewDialer(cfg.Topology, cfg.Node.String()),
+		sec:    sec,
 	}, nil
 }
 
@@ -75,19 +81,24 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	t := a.cfg.Topology
 	dir := NodeDir(a.cfg.DataDir, a.cfg.Node)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Others may pass through to the instances' directories (PostgreSQL's
+	// OS user), not list it.
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
 		return err
 	}
 	site, hostsSite := t.SiteOf(a.cfg.Node)
 	if hostsSite && t.Control.Embedded() {
-		m, err := StartMember(ctx, t, site, filepath.Join(dir, "etcd"))
+		m, err := StartMember(ctx, t, a.sec, site, filepath.Join(dir, "etcd"))
 		if err != nil {
 			return err
 		}
 		a.member = m
 		defer m.Close()
 	}
-	s, err := store.Connect(Endpoints(t, a.cfg.Node), t.Name, store.SkipSilentMembers(t.Control.CheckInterval, a.log))
+	s, err := a.sec.ConnectStore(&a.cfg.Node, store.SkipSilentMembers(t.Control.CheckInterval, a.log))
 	if err != nil {
 		return err
 	}
@@ -105,7 +116,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		// database follows the workload's state (a backup-restore
 		// failover builds one in a region that had none).
 		w := &t.Workloads[i]
-		r := a.newWorkloadRunner(w, dir)
+		pgcfg, err := a.postgresConfig(w, dir)
+		if err != nil {
+			// Reported, not only logged: the node shows the error in
+			// status until its agent runs with what it needs.
+			a.log.Error("cannot run the database", "workload", w.Name, "err", err)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a.reportBroken(ctx, w, err)
+			}()
+			continue
+		}
+		r := a.newWorkloadRunner(w, pgcfg)
 		instances = append(instances, r)
 		wg.Add(1)
 		go func() {
@@ -126,7 +149,16 @@ func (a *Agent) Run(ctx context.Context) error {
 			if err != nil {
 				return nil
 			}
-			return []string{"LIFELINE_DATABASE=" + a.writerDSN(w), "LIFELINE_DATABASE_READER=" + a.readerDSN(w)}
+			writer, err := a.sec.serviceDSN(w, w.Routing.WriterPort)
+			if err == nil {
+				var reader string
+				reader, err = a.sec.serviceDSN(w, w.Routing.ReaderPort)
+				if err == nil {
+					return []string{"LIFELINE_DATABASE=" + writer, "LIFELINE_DATABASE_READER=" + reader}
+				}
+			}
+			a.log.Error("service instance without a database", "instance", i.Name(), "err", err)
+			return nil
 		}}
 	defer driver.Stop()
 	wg.Add(1)
@@ -144,6 +176,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Notify:     &notify.Webhooks{Hooks: t.Alerts.Webhooks},
 		Backups: &controller.Backups{
 			T: t, S: s, DataDir: a.cfg.DataDir, PGBin: a.cfg.PGBin, Owner: a.cfg.Owner, HostPort: a.dialer.HostPort, Log: a.log,
+			Client: a.sec.DatabaseClient,
 		},
 		Readiness: a.readiness(s),
 	})
@@ -242,32 +275,17 @@ func (a *Agent) runServices(ctx context.Context, d *compute.Driver) {
 	}
 }
 
-// writerDSN is how services reach a workload's writer endpoint.
-func (a *Agent) writerDSN(w *lifeline.Workload) string {
-	s := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=3", a.cfg.Topology.Router.Address, w.Routing.WriterPort, w.Database.Superuser)
-	if pw, err := w.Database.Password.Resolve(); err == nil && w.Database.Password.Set() {
-		s += " password=" + pw
-	}
-	return s
-}
-
-// readerDSN is how services reach a workload's reader endpoint.
-func (a *Agent) readerDSN(w *lifeline.Workload) string {
-	return strings.Replace(a.writerDSN(w), fmt.Sprintf("port=%d", w.Routing.WriterPort), fmt.Sprintf("port=%d", w.Routing.ReaderPort), 1)
-}
-
 // connect opens a superuser connection to a node's database, through this
 // node's WAN routes.
 func (a *Agent) connect(ctx context.Context, w *lifeline.Workload, id lifeline.NodeID) (*pgx.Conn, error) {
 	host, port := a.dialer.HostPort(a.cfg.Topology.Address(id), w.Database.Port)
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=5", host, port, w.Database.Superuser))
+	client, err := a.sec.DatabaseClient(w)
 	if err != nil {
 		return nil, err
 	}
-	if w.Database.Password.Set() {
-		if cfg.Password, err = w.Database.Password.Resolve(); err != nil {
-			return nil, err
-		}
+	cfg, err := client.ConnConfig(host, port, a.cfg.Topology.Address(id), "postgres")
+	if err != nil {
+		return nil, err
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -276,55 +294,27 @@ func (a *Agent) connect(ctx context.Context, w *lifeline.Workload, id lifeline.N
 	return conn, nil
 }
 
-// dialURL maps another member's client URL to the route this node uses.
-func (a *Agent) dialURL(u string) string {
-	host := strings.TrimPrefix(u, "http://")
-	return "http://" + a.dialer.Address(host)
-}
+// dialURL maps another member's client URL to the one this node uses: the
+// same, since the store's dialer takes the WAN routes.
+func (a *Agent) dialURL(u string) string { return u }
 
-// Endpoints lists the etcd client URLs a node dials: its own member
-// directly, the others through the node's WAN routes.
-func Endpoints(t *lifeline.Topology, from lifeline.NodeID) []string {
-	if !t.Control.Embedded() {
-		return t.Control.Endpoints
-	}
-	d := wan.NewDialer(t, from.String())
-	var eps []string
-	for _, s := range t.Sites() {
-		target := net.JoinHostPort(s.Address, strconv.Itoa(t.Control.ClientPort))
-		eps = append(eps, "http://"+d.Address(target))
-	}
-	return eps
-}
-
-// OperatorEndpoints lists the etcd client URLs for tools run by an operator
-// on the machine of a local topology: every member directly.
-func OperatorEndpoints(t *lifeline.Topology) []string {
-	if !t.Control.Embedded() {
-		return t.Control.Endpoints
-	}
-	var eps []string
-	for _, s := range t.Sites() {
-		eps = append(eps, "http://"+net.JoinHostPort(s.Address, strconv.Itoa(t.Control.ClientPort)))
-	}
-	return eps
-}
-
-// StartMember starts the embedded etcd member of a site.
-func StartMember(ctx context.Context, t *lifeline.Topology, site lifeline.Site, dir string) (*store.Member, error) {
+// StartMember starts the embedded etcd member of a site, with the site's
+// certificate when the topology runs with TLS.
+func StartMember(ctx context.Context, t *lifeline.Topology, sec *Security, site lifeline.Site, dir string) (*store.Member, error) {
 	cluster := map[string]string{}
 	for _, s := range t.Sites() {
-		cluster[s.Name] = wan.PeerURL(t, s)
+		cluster[s.Name] = sec.scheme() + "://" + wan.PeerAddress(t, s)
 	}
 	return store.StartMember(ctx, store.MemberConfig{
 		Name:             site.Name,
 		Dir:              dir,
-		ClientURL:        "http://" + net.JoinHostPort(site.Address, strconv.Itoa(t.Control.ClientPort)),
-		PeerURL:          "http://" + net.JoinHostPort(site.Address, strconv.Itoa(t.Control.PeerPort)),
-		AdvertisePeerURL: wan.PeerURL(t, site),
+		ClientURL:        sec.clientURL(site),
+		PeerURL:          sec.scheme() + "://" + net.JoinHostPort(site.Address, strconv.Itoa(t.Control.PeerPort)),
+		AdvertisePeerURL: cluster[site.Name],
 		Cluster:          cluster,
 		Token:            "lifeline-" + t.Name,
 		LogFile:          filepath.Join(dir, "..", "etcd.log"),
+		TLS:              sec.memberTLS(),
 	})
 }
 
@@ -444,4 +434,26 @@ func (a *Agent) report(ctx context.Context, st lifeline.NodeStatus) error {
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	return a.store.Put(cctx, a.store.Keys().Status(st.Workload, st.Node), st, clientv3.WithLease(lease))
+}
+
+// reportBroken reports, every check interval until ctx ends, that this
+// node cannot run a workload's database and why.
+func (a *Agent) reportBroken(ctx context.Context, w *lifeline.Workload, cause error) {
+	t := a.cfg.Topology
+	tick := time.NewTicker(t.Control.CheckInterval)
+	defer tick.Stop()
+	for {
+		st := lifeline.NodeStatus{
+			Node: a.cfg.Node.String(), Workload: w.Name, Address: t.Address(a.cfg.Node), Port: w.Database.Port,
+			AgentPID: os.Getpid(), Error: cause.Error(), Reported: time.Now().UTC(),
+		}
+		if err := a.report(ctx, st); err != nil && ctx.Err() == nil {
+			a.log.Debug("report status", "workload", w.Name, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

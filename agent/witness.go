@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
-	"strconv"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/router"
-	"github.com/lifeline-dr/lifeline/store"
 )
 
 // RunWitness runs the witness site's etcd member until ctx ends. The witness
@@ -29,14 +27,18 @@ func RunWitness(ctx context.Context, t *lifeline.Topology, dataDir string, log *
 	if !t.Control.Embedded() {
 		return fmt.Errorf("the spec uses an external etcd; the witness has nothing to run")
 	}
-	m, err := StartMember(ctx, t, *site, filepath.Join(WitnessDir(dataDir), "etcd"))
+	sec, err := LoadSecurity(t, dataDir, certs.Witness)
+	if err != nil {
+		return err
+	}
+	m, err := StartMember(ctx, t, sec, *site, filepath.Join(WitnessDir(dataDir), "etcd"))
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	log.Info("witness running", "address", site.Address)
+	log.Info("witness running", "address", site.Address, "tls", sec.TLS())
 	// The witness is a vantage point of the health checks too.
-	s, err := store.Connect([]string{"http://" + net.JoinHostPort(site.Address, strconv.Itoa(t.Control.ClientPort))}, t.Name)
+	s, err := sec.connect([]string{sec.clientURL(*site)}, nil)
 	if err != nil {
 		return err
 	}

@@ -53,6 +53,9 @@ type workloadRunner struct {
 	offNow     bool   // archiveOff exists
 	fetchCmd   string // restore_command of a restore (backup-restore's failover)
 	recovering string // restore_command while a restored primary recovers
+	// archiveErr is why archiving could not be set up, reported with
+	// every status (set before the loops start, read-only after).
+	archiveErr error
 	// standbySlots: this standby holds slots for the other nodes, so that
 	// they can stream from it the moment it is named primary (cascading
 	// through its promotion) instead of retrying until it creates them.
@@ -92,52 +95,8 @@ var SmallParameters = map[string]string{
 	"work_mem":             "2MB",
 }
 
-func (a *Agent) newWorkloadRunner(w *lifeline.Workload, nodeDir string) *workloadRunner {
-	t := a.cfg.Topology
-	params := map[string]string{}
-	if t.Mode == lifeline.ModeLocal {
-		for k, v := range SmallParameters {
-			params[k] = v
-		}
-	}
-	for k, v := range w.Database.Parameters {
-		params[k] = v
-	}
-	cfg := postgres.Config{
-		Name:            fmt.Sprintf("%s@%s", w.Name, a.cfg.Node),
-		BinDir:          a.cfg.PGBin,
-		Dir:             filepath.Join(nodeDir, w.Name),
-		Owner:           a.cfg.Owner,
-		Address:         t.Address(a.cfg.Node),
-		Port:            w.Database.Port,
-		Superuser:       w.Database.Superuser,
-		ReplicationUser: w.Database.ReplicationUser,
-		Parameters:      params,
-		Logger:          a.log,
-	}
+func (a *Agent) newWorkloadRunner(w *lifeline.Workload, cfg postgres.Config) *workloadRunner {
 	log := a.log.With("workload", w.Name)
-	if w.Database.Password.Set() {
-		var err error
-		if cfg.Password, err = w.Database.Password.Resolve(); err == nil {
-			cfg.ReplicationPassword, err = w.Database.ReplicationPassword.Resolve()
-		}
-		if err != nil {
-			log.Error("database password", "err", err)
-		}
-		cfg.Allow = []string{"0.0.0.0/0", "::/0"}
-		if t.Mode == lifeline.ModeLocal {
-			cfg.Allow = []string{"127.0.0.0/8"}
-		}
-	} else {
-		// Only a local topology gets here (spec validation): trust its own
-		// addresses, and 127.0.0.1, the source of connections between
-		// loopback addresses on one machine.
-		cfg.Trust = []string{"127.0.0.1"}
-		for _, id := range t.Nodes() {
-			cfg.Trust = append(cfg.Trust, t.Address(id))
-		}
-		log.Warn("no database password in the spec: trusting the topology's loopback addresses without one")
-	}
 	r := &workloadRunner{
 		a: a, w: w, me: a.cfg.Node, log: log,
 		pg:     postgres.New(cfg),
@@ -165,7 +124,7 @@ func (r *workloadRunner) prepareArchive() error {
 		return err
 	}
 	conf := filepath.Join(r.pg.Config().Dir, "archive.json")
-	if err := os.MkdirAll(r.pg.Config().Dir, 0o750); err != nil {
+	if err := os.MkdirAll(r.pg.Config().Dir, 0o700); err != nil {
 		return err
 	}
 	if err := backup.WriteArchiveConfig(conf, backup.ArchiveConfig{URL: url, Workload: r.w.Name, Key: hex.EncodeToString(key)}, r.a.cfg.Owner); err != nil {
@@ -224,6 +183,7 @@ func (r *workloadRunner) settings(s postgres.Settings) postgres.Settings {
 
 func (r *workloadRunner) run(ctx context.Context) {
 	if err := r.prepareArchive(); err != nil {
+		r.archiveErr = err
 		r.log.Error("WAL archiving is off", "err", err)
 	}
 	go r.watchState(ctx)
@@ -559,7 +519,7 @@ func (r *workloadRunner) ready(ctx context.Context, st lifeline.WorkloadState) e
 		return nil // a restored primary still recovering: the next round
 	}
 	r.recovering = "" // recovered: the next apply drops its restore_command
-	if err := r.pg.EnsureReplicationUser(ctx); err != nil {
+	if err := r.pg.EnsureRoles(ctx); err != nil {
 		return err
 	}
 	if err := r.pg.EnsureSlots(ctx, r.otherSlots(st)); err != nil {
@@ -992,6 +952,12 @@ func (r *workloadRunner) publish(ctx context.Context) error {
 		st.Error = "postgres is not running"
 		if r.why != "" {
 			st.Error += ": " + r.why
+		}
+	}
+	if r.archiveErr != nil {
+		st.ArchiveError = r.archiveErr.Error()
+		if st.Error == "" {
+			st.Error = "WAL archiving is off: " + st.ArchiveError
 		}
 	}
 	return r.a.report(ctx, st)

@@ -33,6 +33,11 @@ type Source struct {
 	// the connection only, never on a command line.
 	User     string
 	Password string
+	// TLS, when set, makes the connection TLS, the source's certificate
+	// checked against TLS.CA for ServerName (Host when empty), and shows
+	// TLS.Cert as the client's.
+	TLS        *postgres.TLSFiles
+	ServerName string
 	// Node names the source in the backup's Info ("eu-west/a").
 	Node string
 }
@@ -266,13 +271,14 @@ func (r *Repo) cleanupParts(id string, log *slog.Logger) {
 // access BASE_BACKUP needs) and asks it for its system identifier, timeline,
 // WAL segment size, version and archive_mode. The caller owns the connection.
 func identify(ctx context.Context, src Source) (_ *pgconn.PgConn, _ ident, err error) {
-	cs := fmt.Sprintf("host=%s port=%d user=%s dbname=replication replication=true connect_timeout=10 application_name=lifeline-backup",
-		connQuote(src.Host), src.Port, connQuote(src.User))
-	cfg, err := pgconn.ParseConfig(cs)
+	client := postgres.Client{User: src.User, Password: src.Password, TLS: src.TLS}
+	pcfg, err := client.ConnConfig(src.Host, src.Port, src.ServerName, "replication")
 	if err != nil {
 		return nil, ident{}, fmt.Errorf("identify %s:%d: %w", src.Host, src.Port, err)
 	}
-	cfg.Password = src.Password
+	cfg := &pcfg.Config
+	cfg.RuntimeParams["replication"] = "true"
+	cfg.RuntimeParams["application_name"] = "lifeline-backup"
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, ident{}, fmt.Errorf("identify %s:%d: %w", src.Host, src.Port, err)

@@ -262,7 +262,7 @@ func startCluster(t testing.TB, repo repoSpec, params map[string]string) *cluste
 	if err := inst.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := inst.EnsureReplicationUser(ctx); err != nil {
+	if err := inst.EnsureRoles(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return &cluster{inst: inst, addr: addr, net: net}

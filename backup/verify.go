@@ -172,10 +172,7 @@ func (r *Repo) Verify(ctx context.Context, scratch string, opt VerifyOptions) (*
 	if err != nil {
 		return fail(err)
 	}
-	// restore_command goes in lifeline.conf too: writing the
-	// configuration removes it from postgresql.auto.conf, where Restore
-	// put it (only lifeline.conf may hold it).
-	if err := inst.WriteConfig(postgres.Settings{AppName: "lifeline_verify", Extra: map[string]string{"restore_command": opt.RestoreCommand}}); err != nil {
+	if err := inst.WriteConfig(postgres.Settings{AppName: "lifeline_verify"}); err != nil {
 		return fail(err)
 	}
 	recStart := time.Now()

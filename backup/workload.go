@@ -58,7 +58,9 @@ func OpenRegion(ctx context.Context, w *lifeline.Workload, region, dataDir strin
 
 // PrepareFileRepo makes a file:// repository's WAL directory writable by
 // PostgreSQL's OS user, which runs archive_command: directories that a root
-// process creates are not. Other URLs are left alone.
+// process creates are not. The repository becomes that user's, with mode
+// 0700; what the agent (root) writes into it later takes the same owner
+// (objstore). Other URLs are left alone.
 func PrepareFileRepo(rawURL, workload string, owner *postgres.Owner) error {
 	return prepareFile(rawURL, workload, owner)
 }
@@ -69,7 +71,12 @@ func prepareFile(rawURL, workload string, owner *postgres.Owner) error {
 		return nil
 	}
 	wal := filepath.Join(u.Path, workload, "wal")
-	if err := os.MkdirAll(wal, 0o755); err != nil {
+	// Owner only: the repository holds every byte of the database. The
+	// directories above it only let PostgreSQL's OS user through.
+	if err := os.MkdirAll(filepath.Dir(u.Path), 0o711); err != nil {
+		return fmt.Errorf("repository %s: %w", rawURL, err)
+	}
+	if err := os.MkdirAll(wal, 0o700); err != nil {
 		return fmt.Errorf("repository %s: %w", rawURL, err)
 	}
 	if owner == nil {
@@ -77,6 +84,9 @@ func prepareFile(rawURL, workload string, owner *postgres.Owner) error {
 	}
 	for _, d := range []string{u.Path, filepath.Join(u.Path, workload), wal} {
 		if err := os.Chown(d, int(owner.UID), int(owner.GID)); err != nil {
+			return fmt.Errorf("repository %s: %w", rawURL, err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
 			return fmt.Errorf("repository %s: %w", rawURL, err)
 		}
 	}

@@ -24,7 +24,9 @@ type Driver struct {
 	Binary string
 	// LogDir receives each instance's output.
 	LogDir string
-	// Env returns what is added to an instance's environment.
+	// Env returns what is added to an instance's environment. Of the
+	// agent's own environment an instance gets only what any process
+	// needs (scrubbedEnv): never the secrets the spec refers to.
 	Env func(Instance) []string
 	// Check, when set, is the instance's health check (the vantage
 	// points' own probe); an instance that fails it FailAfter times in a
@@ -122,16 +124,16 @@ func (d *Driver) runOnce(ctx context.Context, inst Instance, command []string) e
 		args[0] = d.Binary
 	}
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = os.Environ()
+	cmd.Env = scrubbedEnv(os.Environ())
 	if d.Env != nil {
 		cmd.Env = append(cmd.Env, d.Env(inst)...)
 	}
 	cmd.Env = append(cmd.Env, "LIFELINE_INSTANCE="+inst.Name(), "LIFELINE_LISTEN="+inst.Addr,
 		"LIFELINE_REGION="+inst.Node.Region, "LIFELINE_ZONE="+inst.Node.Zone)
 	if d.LogDir != "" {
-		_ = os.MkdirAll(d.LogDir, 0o755)
+		_ = os.MkdirAll(d.LogDir, 0o700)
 		f, err := os.OpenFile(filepath.Join(d.LogDir, strings.NewReplacer("/", "-", "@", "-", "#", "-").Replace(inst.Name())+".log"),
-			os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err == nil {
 			defer f.Close()
 			cmd.Stdout, cmd.Stderr = f, f
@@ -206,5 +208,23 @@ func (d *Driver) watchHealth(ctx context.Context, inst Instance, exited <-chan s
 			}
 		}
 	}()
+	return out
+}
+
+// scrubbedEnv keeps the variables of env that say where and how a process
+// runs (PATH, HOME, the user, the locale, the time zone, the temporary
+// directory) and drops the rest: the agent's environment holds what the
+// spec's env: secrets name (database passwords, the backup key), which a
+// service must not see.
+func scrubbedEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "PATH", k == "HOME", k == "USER", k == "LOGNAME", k == "SHELL", k == "TMPDIR", k == "TZ",
+			k == "LANG", k == "LANGUAGE", strings.HasPrefix(k, "LC_"):
+			out = append(out, kv)
+		}
+	}
 	return out
 }

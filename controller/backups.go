@@ -31,7 +31,9 @@ type Backups struct {
 	Owner   *postgres.Owner
 	// HostPort maps a node's database address to the one to dial from here.
 	HostPort func(host string, port int) (string, int)
-	Log      *slog.Logger
+	// Client is how to connect to a workload's databases as superuser.
+	Client func(w *lifeline.Workload) (postgres.Client, error)
+	Log    *slog.Logger
 }
 
 // primary reads where the workload's primary is (its state) and the
@@ -71,14 +73,13 @@ func (b *Backups) source(w *lifeline.Workload, primary lifeline.NodeID, reports 
 
 func (b *Backups) connect(ctx context.Context, w *lifeline.Workload, id lifeline.NodeID) (*pgx.Conn, error) {
 	host, port := b.HostPort(b.T.Address(id), w.Database.Port)
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=5", host, port, w.Database.Superuser))
+	client, err := b.Client(w)
 	if err != nil {
 		return nil, err
 	}
-	if w.Database.Password.Set() {
-		if cfg.Password, err = w.Database.Password.Resolve(); err != nil {
-			return nil, err
-		}
+	cfg, err := client.ConnConfig(host, port, b.T.Address(id), "postgres")
+	if err != nil {
+		return nil, err
 	}
 	return pgx.ConnectConfig(ctx, cfg)
 }
@@ -96,16 +97,15 @@ func (b *Backups) Now(ctx context.Context, w *lifeline.Workload, progress func(b
 	}
 	defer repo.Close()
 	host, port := b.HostPort(b.T.Address(src), w.Database.Port)
-	pw := ""
-	if w.Database.Password.Set() {
-		if pw, err = w.Database.Password.Resolve(); err != nil {
-			return nil, err
-		}
+	client, err := b.Client(w)
+	if err != nil {
+		return nil, err
 	}
 	b.Log.Info("base backup", "workload", w.Name, "from", src.String(), "repository", repo.String())
 	start := time.Now()
 	info, err := repo.Backup(ctx, backup.Source{
-		BinDir: b.PGBin, Owner: b.Owner, Host: host, Port: port, User: w.Database.Superuser, Password: pw, Node: src.String(),
+		BinDir: b.PGBin, Owner: b.Owner, Host: host, Port: port, User: client.User, Password: client.Password,
+		TLS: client.TLS, ServerName: b.T.Address(src), Node: src.String(),
 	}, backup.BackupOptions{
 		Parallel: 2, Progress: progress, Logger: b.Log,
 		SwitchWAL: func(ctx context.Context) error {
@@ -206,6 +206,12 @@ func (b *Backups) Copy(ctx context.Context, w *lifeline.Workload) error {
 	}
 	src, err := backup.OpenRegion(ctx, w, primary.Region, b.DataDir)
 	if err != nil {
+		// Every copy is failing: say so where status shows the copies.
+		for _, r := range b.T.Regions {
+			if r.Name != primary.Region {
+				b.recordCopy(ctx, w, primary.Region, r.Name, fmt.Errorf("open the source repository: %w", err))
+			}
+		}
 		return err
 	}
 	defer src.Close()
@@ -235,6 +241,15 @@ func (b *Backups) Copy(ctx context.Context, w *lifeline.Workload) error {
 		b.record(ctx, key, rec)
 	}
 	return errors.Join(errs...)
+}
+
+// recordCopy records a failed copy into region, keeping when it was last in sync.
+func (b *Backups) recordCopy(ctx context.Context, w *lifeline.Workload, from, region string, cause error) {
+	key := b.S.Keys().BackupState(w.Name, "copy-"+region)
+	var prev lifeline.CopyRecord
+	_, _, _ = b.S.Get(ctx, key, &prev)
+	b.record(ctx, key, lifeline.CopyRecord{Region: region, From: from, At: time.Now().UTC(), InSyncAt: prev.InSyncAt,
+		NewestWAL: prev.NewestWAL, SourceWAL: prev.SourceWAL, Backup: prev.Backup, Error: cause.Error()})
 }
 
 // Retention applies the spec's retention to every region's repository.

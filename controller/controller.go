@@ -308,7 +308,9 @@ func (c *Controller) evaluate(ctx context.Context, engine *runbook.Engine, w *li
 	defer cancel()
 	in, err := c.observe(qctx, w)
 	if err != nil {
-		c.log.Debug("observe", "workload", w.Name, "err", err)
+		if ctx.Err() == nil {
+			c.log.Warn("cannot read the workload's state; deciding nothing", "workload", w.Name, "err", err)
+		}
 		return
 	}
 	// A runbook in the state that this process does not run: one an

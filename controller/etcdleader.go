@@ -4,9 +4,6 @@ import (
 	"context"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-
 	"github.com/lifeline-dr/lifeline"
 )
 
@@ -67,7 +64,7 @@ func (c *Controller) placeEtcdLeader(ctx context.Context) {
 	if target == 0 {
 		return
 	}
-	lc, err := clientv3.New(clientv3.Config{Endpoints: []string{c.cfg.DialURL(leaderURL)}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	lc, err := c.s.ClientTo(c.cfg.DialURL(leaderURL))
 	if err != nil {
 		return
 	}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"time"
 
 	"github.com/lifeline-dr/lifeline"
@@ -12,4 +13,9 @@ func NewStalledStreams() StalledStreams { return stalledStreams{} }
 
 func (s stalledStreams) Settle(r map[string]lifeline.NodeStatus, after time.Duration) map[string]lifeline.NodeStatus {
 	return s.settle(r, after)
+}
+
+// ReadInput reads what Decide decides on, as the leader does.
+func (c *Controller) ReadInput(ctx context.Context, w *lifeline.Workload) (Input, error) {
+	return c.observe(ctx, w)
 }

@@ -54,10 +54,22 @@ func (s *scale) Do(ctx context.Context, rb *runbook.Runbook) (string, error) {
 	}
 	start := s.Now()
 	healthy := map[string]bool{}
+	var skipped []string
 	_, err = s.until(ctx, waitFor(w, time.Minute), s.T.Control.CheckInterval/2, func() (bool, string, error) {
+		// A node that is down runs none of its instances: they are not
+		// waited for (its agent starts them when it returns).
+		reports, err := s.reports(ctx, w.Name)
+		if err != nil {
+			return false, "", err
+		}
 		var down []string
+		skipped = nil
 		for _, inst := range want {
 			if healthy[inst.Name()] {
+				continue
+			}
+			if r, ok := reports[inst.Node.String()]; st.HasDatabase(inst.Node.Region) && (!ok || !fresh(s.T, r, s.Now())) {
+				skipped = append(skipped, inst.Name())
 				continue
 			}
 			pctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -75,5 +87,9 @@ func (s *scale) Do(ctx context.Context, rb *runbook.Runbook) (string, error) {
 		return "", err
 	}
 	rb.Params["scaled"] = "true"
-	return fmt.Sprintf("%s: %d → %d instances, all healthy after %s", st.Active, before, len(want), s.Now().Sub(start).Round(time.Millisecond)), nil
+	note := fmt.Sprintf("%s: %d → %d instances, healthy after %s", st.Active, before, len(want), s.Now().Sub(start).Round(time.Millisecond))
+	if len(skipped) > 0 {
+		note += fmt.Sprintf("; not waited for, their node is down: %s", strings.Join(skipped, ", "))
+	}
+	return note, nil
 }

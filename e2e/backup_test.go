@@ -17,6 +17,7 @@ import (
 
 	"github.com/lifeline-dr/lifeline/internal/testenv"
 	"github.com/lifeline-dr/lifeline/internal/topotest"
+	"github.com/lifeline-dr/lifeline/status"
 )
 
 // side runs `lifeline restore ... --start` and returns a connection to the
@@ -75,6 +76,21 @@ func side(t *testing.T, u *topotest.Up, args ...string) *pgx.Conn {
 	return conn
 }
 
+// waitBackup waits for the first backup, which the controller takes as soon
+// as the primary serves, and returns the workload's state then.
+func waitBackup(t *testing.T, u *topotest.Up, w status.Workload) status.Workload {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for w.Backups.Last == nil || w.Backups.Last.ID == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no scheduled backup after 2m: %+v", w.Backups)
+		}
+		time.Sleep(time.Second)
+		w = u.Status(t).Workloads[0]
+	}
+	return w
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -101,17 +117,8 @@ func TestBackups(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	u := topotest.Start(t, topotest.Example(t, "pilot-light"), filepath.Join(testenv.Dir(t), "data"))
-	w := u.WaitHealthy(t, time.Minute).Workloads[0]
-	// The controller takes the first backup as soon as the primary serves.
-	deadline := time.Now().Add(2 * time.Minute)
-	for w.Backups.Last == nil || w.Backups.Last.ID == "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("no scheduled backup after 2m: %+v", w.Backups)
-		}
-		time.Sleep(time.Second)
-		w = u.Status(t).Workloads[0]
-	}
-	db, err := pgx.Connect(ctx, dsn(w.Writer))
+	w := waitBackup(t, u, u.WaitHealthy(t, time.Minute).Workloads[0])
+	db, err := pgx.Connect(ctx, u.DSN(w.Writer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +139,7 @@ func TestBackups(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait until the standby region's copy has that WAL segment.
-	deadline = time.Now().Add(time.Minute)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		w = u.Status(t).Workloads[0]
 		if len(w.Backups.Copies) == 1 && w.Backups.Copies[0].NewestWAL >= last {

@@ -74,7 +74,7 @@ func TestGameday(t *testing.T) {
 		// The rows the DELETE took (even ids) are back in the workload.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn(w.Writer))
+		conn, err := pgx.Connect(ctx, u.DSN(w.Writer))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	ll "github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/gameday"
 	"github.com/lifeline-dr/lifeline/internal/testenv"
@@ -134,15 +132,11 @@ func TestReadiness(t *testing.T) {
 	t.Run("lag beyond the rpo", func(t *testing.T) {
 		// Replay paused on the standby while writes go on: it still
 		// streams, but what it would serve falls behind.
-		conn, err := pgx.Connect(ctx, nodeDSN(standby))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(context.Background())
+		conn := u.Connect(t, ctx, standby)
 		if _, err := conn.Exec(ctx, "SELECT pg_wal_replay_pause()"); err != nil {
 			t.Fatal(err)
 		}
-		load, err := gameday.StartLoad(ctx, dsn(orders.Writer), 20*time.Millisecond)
+		load, err := gameday.StartLoad(ctx, u.DSN(orders.Writer), 20*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}

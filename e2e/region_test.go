@@ -90,9 +90,9 @@ func killRegion(t *testing.T, u *topotest.Up, w status.Workload, region string) 
 // (a single writer's writes commit in order, so a hole, a lost write older
 // than one that survived, is a loss that replication lag cannot explain).
 // It returns the lost writes.
-func checkLostSuffix(t *testing.T, ctx context.Context, node status.Node, res gameday.Result, fault time.Time) []gameday.Ack {
+func checkLostSuffix(t *testing.T, ctx context.Context, u *topotest.Up, node status.Node, res gameday.Result, fault time.Time) []gameday.Ack {
 	t.Helper()
-	missing, err := gameday.Missing(ctx, nodeDSN(node), res.Acked)
+	missing, err := gameday.Missing(ctx, u.NodeDSN(node), res.Acked)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,29 +111,6 @@ func checkLostSuffix(t *testing.T, ctx context.Context, node status.Node, res ga
 		}
 	}
 	return missing
-}
-
-// maxPause is the longest gap between two acknowledged writes in [from, to].
-func maxPause(res gameday.Result, from, to time.Time) time.Duration {
-	var prev time.Time
-	var worst time.Duration
-	for _, a := range res.Acked {
-		if a.At.Before(from) {
-			prev = a.At
-			continue
-		}
-		if a.At.After(to) {
-			if !prev.IsZero() {
-				worst = max(worst, a.At.Sub(prev))
-			}
-			break
-		}
-		if !prev.IsZero() {
-			worst = max(worst, a.At.Sub(prev))
-		}
-		prev = a.At
-	}
-	return worst
 }
 
 // postOrder writes one order through the workload's global HTTP entry point.
@@ -172,7 +149,7 @@ func TestRegionFailure(t *testing.T) {
 	w := u.WaitHealthy(t, 2*time.Minute).Workloads[0]
 	nodes := map[string]string{}
 	for _, n := range w.Nodes {
-		nodes[name(n)] = nodeDSN(n)
+		nodes[name(n)] = u.NodeDSN(n)
 	}
 	if len(nodes) != 5 {
 		t.Fatalf("%d database nodes, want 5 (both regions): %+v", len(nodes), w.Nodes)
@@ -184,7 +161,7 @@ func TestRegionFailure(t *testing.T) {
 			t.Errorf("two writable primaries at once (%d rounds sampled): %v", rep.Rounds, rep.Overlaps)
 		}
 	}()
-	writer := dsn(w.Writer)
+	writer := u.DSN(w.Writer)
 
 	t.Run("refusals", func(t *testing.T) {
 		for _, c := range []struct {
@@ -259,14 +236,14 @@ func TestRegionFailure(t *testing.T) {
 			if region, _, _ := strings.Cut(to, "/"); p.Region != region || st.Active != region || st.Phase != ll.PhaseSteady {
 				t.Fatalf("after the switchover to %s: active %s, primary %s, phase %s\n%s", to, st.Active, name(p), st.Phase, out)
 			}
-			checkNoneLost(t, ctx, p, res)
+			checkNoneLost(t, ctx, u, p, res)
 			n := waitNode(t, u, name(old), "standby", 2*time.Minute)
-			checkNoneLost(t, ctx, n, res)
+			checkNoneLost(t, ctx, u, n, res)
 			if strings.Contains(logOf(t, u, name(old)), "pg_rewind") || strings.Contains(logOf(t, u, name(old)), "reseeding") {
 				t.Errorf("%s needed a rewind or a copy after a clean demotion", name(old))
 			}
 			t.Logf("switchover %s -> %s in %.2fs; writes paused at most %.2fs; %d acknowledged, none lost\n%s",
-				name(old), name(p), done.Sub(start).Seconds(), maxPause(res, start, done).Seconds(), len(res.Acked), out)
+				name(old), name(p), done.Sub(start).Seconds(), res.MaxPause(start, done).Seconds(), len(res.Acked), out)
 		}
 		// Its region's sync standby again.
 		waitState(t, u, "every node healthy", 2*time.Minute, func(w status.Workload) bool {
@@ -347,7 +324,7 @@ func TestRegionFailure(t *testing.T) {
 		if p.Region != "eu-central" || len(st.Fenced) != 1 || st.Fenced[0] != "eu-west" {
 			t.Fatalf("after the failover: primary %s, fenced %v", name(p), st.Fenced)
 		}
-		lost := checkLostSuffix(t, ctx, p, res, dead)
+		lost := checkLostSuffix(t, ctx, u, p, res, dead)
 		first, _ := res.FirstAckAfter(approved)
 		span := time.Duration(0)
 		if len(lost) > 0 {
@@ -407,7 +384,7 @@ func TestRegionFailure(t *testing.T) {
 			return w.Active == "eu-west" && w.Phase == ll.PhaseSteady && len(w.Fenced) == 0
 		})
 		p := primaryOf(st)
-		checkNoneLost(t, ctx, p, res)
+		checkNoneLost(t, ctx, u, p, res)
 		var fb regionView
 		for _, r := range regionRunbooks(t, u) {
 			if r.Kind == "failback" {
@@ -422,7 +399,7 @@ func TestRegionFailure(t *testing.T) {
 			}
 		}
 		t.Logf("failback to %s in %.1fs; writes paused at most %.2fs; rejoin copied %d of %d bytes; diverged WAL saved at %q\n%s",
-			name(p), done.Sub(start).Seconds(), maxPause(res, start, done).Seconds(), copied, size, fb.Params["diverged_wal"], out)
+			name(p), done.Sub(start).Seconds(), res.MaxPause(start, done).Seconds(), copied, size, fb.Params["diverged_wal"], out)
 	})
 }
 

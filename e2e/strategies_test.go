@@ -45,7 +45,7 @@ func TestStrategies(t *testing.T) {
 			}
 			nodes := map[string]string{}
 			for _, n := range allNodes(t, specFile) {
-				nodes[name(n)] = nodeDSN(n)
+				nodes[name(n)] = u.NodeDSN(n)
 			}
 			watch := gameday.WatchWriters(ctx, nodes, 20*time.Millisecond)
 			defer func() {
@@ -53,7 +53,7 @@ func TestStrategies(t *testing.T) {
 					t.Errorf("two writable primaries at once: %v", rep.Overlaps)
 				}
 			}()
-			writer := dsn(w.Writer)
+			writer := u.DSN(w.Writer)
 			load, err := gameday.StartLoad(ctx, writer, 10*time.Millisecond)
 			if err != nil {
 				t.Fatal(err)
@@ -66,7 +66,7 @@ func TestStrategies(t *testing.T) {
 				// What is archived and copied to eu-central survives: make
 				// sure the load's table and first writes are (archive_timeout
 				// is RPO/2, at most a minute).
-				conn := topotest.Connect(t, ctx, primaryOf(w))
+				conn := u.Connect(t, ctx, primaryOf(w))
 				var seg string
 				if err := conn.QueryRow(ctx, "SELECT pg_walfile_name(pg_switch_wal())").Scan(&seg); err != nil {
 					t.Fatal(err)
@@ -100,7 +100,7 @@ func TestStrategies(t *testing.T) {
 				return w.Active == "eu-central" && w.Phase == ll.PhaseSteady
 			})
 			p := primaryOf(st)
-			lost := checkLostSuffix(t, ctx, p, res, dead)
+			lost := checkLostSuffix(t, ctx, u, p, res, dead)
 			first, _ := res.FirstAckAfter(dead)
 			rbs := regionRunbooks(t, u)
 			rb := rbs[len(rbs)-1]
@@ -146,7 +146,7 @@ func TestStrategies(t *testing.T) {
 			st = waitState(t, u, "failed back", 3*time.Minute, func(w status.Workload) bool {
 				return w.Active == "eu-west" && w.Phase == ll.PhaseSteady && len(w.Databases) == 1
 			})
-			checkNoneLost(t, ctx, primaryOf(st), res)
+			checkNoneLost(t, ctx, u, primaryOf(st), res)
 			for _, n := range st.Nodes {
 				if n.Region != "eu-west" {
 					t.Errorf("%s still holds a database after the failback: %+v", name(n), st.Databases)

@@ -3,8 +3,6 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,13 +15,6 @@ import (
 	"github.com/lifeline-dr/lifeline/internal/topotest"
 	"github.com/lifeline-dr/lifeline/status"
 )
-
-func dsn(addr string) string {
-	host, port, _ := net.SplitHostPort(addr)
-	return fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable connect_timeout=2", host, port)
-}
-
-func nodeDSN(n status.Node) string { return dsn(net.JoinHostPort(n.Address, fmt.Sprint(n.Port))) }
 
 func primaryOf(w status.Workload) status.Node {
 	for _, n := range w.Nodes {
@@ -95,9 +86,9 @@ func logOf(t *testing.T, u *topotest.Up, node string) string {
 }
 
 // checkNoneLost fails the test for every acknowledged write the node lacks.
-func checkNoneLost(t *testing.T, ctx context.Context, node status.Node, res gameday.Result) {
+func checkNoneLost(t *testing.T, ctx context.Context, u *topotest.Up, node status.Node, res gameday.Result) {
 	t.Helper()
-	missing, err := gameday.Missing(ctx, nodeDSN(node), res.Acked)
+	missing, err := gameday.Missing(ctx, u.NodeDSN(node), res.Acked)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +108,7 @@ func TestZoneFailure(t *testing.T) {
 	w := u.WaitHealthy(t, time.Minute).Workloads[0]
 	nodes := map[string]string{}
 	for _, n := range w.Nodes {
-		nodes[name(n)] = nodeDSN(n)
+		nodes[name(n)] = u.NodeDSN(n)
 	}
 	watch := gameday.WatchWriters(ctx, nodes, 20*time.Millisecond)
 	defer func() {
@@ -126,7 +117,7 @@ func TestZoneFailure(t *testing.T) {
 			t.Errorf("two writable primaries at once (%d rounds sampled): %v", rep.Rounds, rep.Overlaps)
 		}
 	}()
-	writer := dsn(w.Writer)
+	writer := u.DSN(w.Writer)
 
 	t.Run("kill the primary's zone", func(t *testing.T) {
 		old := primaryOf(u.Status(t).Workloads[0])
@@ -146,7 +137,7 @@ func TestZoneFailure(t *testing.T) {
 		}
 		res := load.Stop()
 		_, p := waitPrimary(t, u, name(old), time.Minute)
-		checkNoneLost(t, ctx, p, res)
+		checkNoneLost(t, ctx, u, p, res)
 		rto, _ := res.Recovery(killed)
 		t.Logf("primary %s -> %s; writes through the writer endpoint resumed %.2fs after the kill; %d acknowledged, %d failed attempts",
 			name(old), name(p), rto.Seconds(), len(res.Acked), len(res.Failures))
@@ -182,7 +173,7 @@ func TestZoneFailure(t *testing.T) {
 			if !strings.Contains(logOf(t, u, name(old)), "rejoined by pg_rewind") {
 				t.Error("the old primary did not rejoin by pg_rewind")
 			}
-			checkNoneLost(t, ctx, n, res)
+			checkNoneLost(t, ctx, u, n, res)
 		})
 	})
 
@@ -227,7 +218,7 @@ func TestZoneFailure(t *testing.T) {
 		}
 		res := load.Stop()
 		_, p := waitPrimary(t, u, name(old), time.Minute)
-		checkNoneLost(t, ctx, p, res)
+		checkNoneLost(t, ctx, u, p, res)
 		for deadline := time.Now().Add(time.Minute); rb.State == "running"; {
 			if time.Now().After(deadline) {
 				t.Fatalf("the runbook did not end: %+v", rb)
@@ -255,7 +246,7 @@ func TestZoneFailure(t *testing.T) {
 		old := primaryOf(u.Status(t).Workloads[0])
 		// Clients that write to the old primary directly, not through the
 		// writer endpoint: only fencing can stop them.
-		load, err := gameday.StartLoad(ctx, nodeDSN(old), 10*time.Millisecond)
+		load, err := gameday.StartLoad(ctx, u.NodeDSN(old), 10*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -280,7 +271,7 @@ func TestZoneFailure(t *testing.T) {
 			t.Errorf("the old primary took a write at %s (last seen writable %s) but %s was writable from %s",
 				lastOld.At.Format("15:04:05.000"), rep.Last[name(old)].Format("15:04:05.000"), name(p), newFirst.Format("15:04:05.000"))
 		}
-		checkNoneLost(t, ctx, p, res)
+		checkNoneLost(t, ctx, u, p, res)
 		t.Logf("cut at %s; old primary's last write %.2fs later; %s writable %.2fs after the cut",
 			cut.Format("15:04:05.000"), lastOld.At.Sub(cut).Seconds(), name(p), newFirst.Sub(cut).Seconds())
 

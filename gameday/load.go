@@ -179,6 +179,46 @@ func (r Result) Recovery(t time.Time) (rto time.Duration, ok bool) {
 	return a.At.Sub(t), true
 }
 
+// MaxPause is the longest gap between two consecutive acknowledged writes
+// from the last one before from to the first one after to: the longest a
+// client waited for a write across [from, to] (a switchover's pause).
+func (r Result) MaxPause(from, to time.Time) time.Duration {
+	var prev time.Time
+	var worst time.Duration
+	for _, a := range r.Acked {
+		if a.At.Before(from) {
+			prev = a.At
+			continue
+		}
+		if !prev.IsZero() {
+			worst = max(worst, a.At.Sub(prev))
+		}
+		prev = a.At
+		if a.At.After(to) {
+			break
+		}
+	}
+	return worst
+}
+
+// WaitRecovered waits for the outage a fault at t caused (the first failed
+// write after t), then for n writes acknowledged after it. Counting from t
+// alone is not enough: writes go on until the fault has reached the node.
+func (l *Load) WaitRecovered(ctx context.Context, t time.Time, n int) error {
+	for {
+		for _, f := range l.Result().Failures {
+			if f.After(t) {
+				return l.WaitAcksAfter(ctx, f, n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no outage after %s: %w", t.Format(time.RFC3339Nano), ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // FirstAckAfter is the first acknowledged write after t: with t the moment
 // of a fault, its time minus t is the RTO a client saw.
 func (r Result) FirstAckAfter(t time.Time) (Ack, bool) {

@@ -34,10 +34,12 @@ func OpenDataDir(dir string, t *lifeline.Topology) (*DataDir, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(abs, logDir), 0o755); err != nil {
+	// Logs are the owner's; the directory above lets PostgreSQL's OS user
+	// through to its own directories, without listing anything.
+	if err := os.MkdirAll(filepath.Join(abs, logDir), 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", abs, err)
 	}
-	if err := os.Chmod(abs, 0o755); err != nil {
+	if err := os.Chmod(abs, 0o711); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", abs, err)
 	}
 	d := &DataDir{Path: abs}

@@ -17,9 +17,9 @@ import (
 
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/internal/proc"
 	"github.com/lifeline-dr/lifeline/postgres"
-	"github.com/lifeline-dr/lifeline/store"
 	"github.com/lifeline-dr/lifeline/wan"
 )
 
@@ -33,6 +33,9 @@ type Options struct {
 	// Out receives progress lines for the operator.
 	Out    io.Writer
 	Logger *slog.Logger
+	// Insecure runs without TLS, unless the data directory already holds
+	// certificates (to measure what TLS costs; never the default).
+	Insecure bool
 }
 
 // Runner runs a local topology: the WAN links, the witness, one agent
@@ -44,6 +47,7 @@ type Runner struct {
 	wan  *wan.Emulator
 	log  *slog.Logger
 	out  io.Writer
+	sec  *agent.Security // the operator's
 
 	mu    sync.Mutex
 	procs map[string]*process
@@ -105,8 +109,31 @@ func Up(ctx context.Context, t *lifeline.Topology, opts Options) error {
 	if err := owner.CheckReachable(filepath.Join(dir.Path, "nodes")); err != nil {
 		return err
 	}
+	if entries, _ := os.ReadDir(filepath.Join(dir.Path, "nodes")); len(entries) > 0 && !certs.HasAuthority(certs.Dir(dir.Path)) && !opts.Insecure {
+		// Its etcd members hold their peers' http:// URLs: TLS cannot be
+		// added under them.
+		dir.Close()
+		return fmt.Errorf("data dir %s was made without TLS (--insecure, or by an older lifeline): run up --insecure on it, or use a new data directory", dir.Path)
+	}
+	if !opts.Insecure {
+		// Secure by default: an authority of this data directory, and a
+		// certificate for every process of the topology.
+		issued, err := certs.EnsureTopology(certs.Dir(dir.Path), t)
+		if err != nil {
+			dir.Close()
+			return fmt.Errorf("certificates: %w", err)
+		}
+		if len(issued) > 0 {
+			fmt.Fprintf(opts.Out, "certificates: issued %d in %s (mutual TLS for etcd and PostgreSQL)\n", len(issued), certs.Dir(dir.Path))
+		}
+	}
+	sec, err := agent.LoadSecurity(t, dir.Path, certs.Operator)
+	if err != nil {
+		dir.Close()
+		return err
+	}
 	r := &Runner{
-		t: t, opts: opts, dir: dir, log: opts.Logger, out: opts.Out,
+		t: t, opts: opts, dir: dir, log: opts.Logger, out: opts.Out, sec: sec,
 		procs: map[string]*process{}, frozen: map[string]*time.Timer{}, down: make(chan struct{}), exits: make(chan string, 16),
 	}
 	return r.run(ctx)
@@ -180,7 +207,7 @@ func (r *Runner) startProcess(name string) error {
 		args = []string{"router"}
 	}
 	args = append(args, "-f", r.opts.SpecFile, "--data-dir", r.dir.Path)
-	logf, err := os.OpenFile(r.dir.LogFile(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(r.dir.LogFile(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -353,7 +380,7 @@ func (r *Runner) stopAll() {
 // waitReady waits until every database node reports healthy, printing each
 // as it gets there. An agent that exits meanwhile fails the start.
 func (r *Runner) waitReady(ctx context.Context, start time.Time) error {
-	s, err := store.Connect(agent.OperatorEndpoints(r.t), r.t.Name)
+	s, err := r.sec.ConnectStore(nil)
 	if err != nil {
 		return err
 	}
@@ -401,7 +428,11 @@ func (r *Runner) waitReady(ctx context.Context, start time.Time) error {
 		want = total
 		if time.Since(last) > 15*time.Second {
 			last = time.Now()
-			r.printf("  waiting: %d of %d databases ready", len(ready), max(want, 0))
+			if want < 0 {
+				r.printf("  waiting: %d databases ready; the workloads' state cannot be read yet", len(ready))
+			} else {
+				r.printf("  waiting: %d of %d databases ready", len(ready), want)
+			}
 		}
 	}
 	return nil

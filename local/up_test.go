@@ -40,7 +40,7 @@ func TestUp_WarmStandby(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	primary := topotest.Connect(t, ctx, roles["primary"][0])
+	primary := u.Connect(t, ctx, roles["primary"][0])
 	if _, err := primary.Exec(ctx, "CREATE TABLE orders (id int PRIMARY KEY, note text)"); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestUp_WarmStandby(t *testing.T) {
 		held := 0
 		for _, n := range roles["sync-standby"] {
 			var got string
-			if err := topotest.Connect(t, ctx, n).QueryRow(ctx, "SELECT pg_last_wal_receive_lsn()::text").Scan(&got); err != nil {
+			if err := u.Connect(t, ctx, n).QueryRow(ctx, "SELECT pg_last_wal_receive_lsn()::text").Scan(&got); err != nil {
 				t.Fatal(err)
 			}
 			if l, _ := lifeline.ParseLSN(got); l >= commit {
@@ -76,7 +76,7 @@ func TestUp_WarmStandby(t *testing.T) {
 	seen := 0
 	for _, n := range roles["sync-standby"] {
 		var c int
-		if err := topotest.Connect(t, ctx, n).QueryRow(ctx, "SELECT count(*) FROM orders WHERE id = 21").Scan(&c); err != nil {
+		if err := u.Connect(t, ctx, n).QueryRow(ctx, "SELECT count(*) FROM orders WHERE id = 21").Scan(&c); err != nil {
 			t.Fatal(err)
 		}
 		seen += c
@@ -85,10 +85,10 @@ func TestUp_WarmStandby(t *testing.T) {
 		t.Fatal("remote_apply commit returned but no synchronous standby shows the row")
 	}
 	for _, n := range roles["standby"] {
-		waitCount(t, ctx, n, 21, time.Minute)
+		waitCount(t, ctx, u, n, 21, time.Minute)
 	}
 
-	ids := systemIDs(t, ctx, w)
+	ids := systemIDs(t, ctx, u, w)
 	pids := pidsOf(w)
 	if out, err := u.Lifeline("down"); err != nil {
 		t.Fatalf("down: %v\n%s", err, out)
@@ -108,20 +108,20 @@ func TestUp_WarmStandby(t *testing.T) {
 			t.Errorf("after restart %d %s nodes, want %d", len(nodes), role, len(roles[role]))
 		}
 	}
-	if got := systemIDs(t, ctx, rep2.Workloads[0]); fmt.Sprint(got) != fmt.Sprint(ids) {
+	if got := systemIDs(t, ctx, u2, rep2.Workloads[0]); fmt.Sprint(got) != fmt.Sprint(ids) {
 		t.Errorf("databases were re-initialised: system ids %v, before %v", got, ids)
 	}
 	for _, n := range rep2.Workloads[0].Nodes {
-		waitCount(t, ctx, n, 21, time.Minute)
+		waitCount(t, ctx, u2, n, 21, time.Minute)
 	}
 	if strings.Count(readLogs(t, dataDir), "msg=initdb") != 1 {
 		t.Errorf("initdb ran more than once")
 	}
 }
 
-func waitCount(t *testing.T, ctx context.Context, n status.Node, want int, timeout time.Duration) {
+func waitCount(t *testing.T, ctx context.Context, u *topotest.Up, n status.Node, want int, timeout time.Duration) {
 	t.Helper()
-	conn := topotest.Connect(t, ctx, n)
+	conn := u.Connect(t, ctx, n)
 	deadline := time.Now().Add(timeout)
 	for {
 		var c int
@@ -136,12 +136,12 @@ func waitCount(t *testing.T, ctx context.Context, n status.Node, want int, timeo
 	}
 }
 
-func systemIDs(t *testing.T, ctx context.Context, w status.Workload) map[string]int64 {
+func systemIDs(t *testing.T, ctx context.Context, u *topotest.Up, w status.Workload) map[string]int64 {
 	t.Helper()
 	ids := map[string]int64{}
 	for _, n := range w.Nodes {
 		var id int64
-		if err := topotest.Connect(t, ctx, n).QueryRow(ctx, "SELECT system_identifier FROM pg_control_system()").Scan(&id); err != nil {
+		if err := u.Connect(t, ctx, n).QueryRow(ctx, "SELECT system_identifier FROM pg_control_system()").Scan(&id); err != nil {
 			t.Fatal(err)
 		}
 		ids[n.Region+"/"+n.Zone] = id
@@ -226,7 +226,7 @@ func TestUp_RefusesAnotherSpecsDataDir(t *testing.T) {
 
 // TestUp_Passwords: with passwords in the spec, every connection (the
 // agents', replication, base backups, the controller's) authenticates with
-// scram, and nothing is trusted.
+// scram over TLS, and nothing is trusted.
 func TestUp_Passwords(t *testing.T) {
 	t.Setenv("LL_TEST_PG_PASSWORD", "s3cret 'quoted'")
 	pwFile := filepath.Join(testenv.Dir(t), "repl.pw")
@@ -240,20 +240,20 @@ func TestUp_Passwords(t *testing.T) {
 	p := topotest.ByRole(rep.Workloads[0])["primary"][0]
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if conn, err := pgx.Connect(ctx, topotest.ConnString(p)); err == nil {
+	if conn, err := pgx.Connect(ctx, u.NodeDSN(p)); err == nil {
 		conn.Close(ctx)
 		t.Fatal("connected to the primary without a password")
 	}
-	conn, err := pgx.Connect(ctx, topotest.ConnString(p)+" password='s3cret \\'quoted\\''")
+	conn, err := pgx.Connect(ctx, u.NodeDSN(p)+" password='s3cret \\'quoted\\''")
 	if err != nil {
 		t.Fatalf("with the password: %v", err)
 	}
 	defer conn.Close(ctx)
-	var method string
-	if err := conn.QueryRow(ctx, "SELECT coalesce((SELECT string_agg(DISTINCT auth_method, ',') FROM pg_hba_file_rules WHERE type = 'host'), '')").Scan(&method); err != nil {
+	var types, methods string
+	if err := conn.QueryRow(ctx, "SELECT string_agg(DISTINCT type, ','), string_agg(DISTINCT auth_method, ',') FROM pg_hba_file_rules").Scan(&types, &methods); err != nil {
 		t.Fatal(err)
 	}
-	if method != "scram-sha-256" {
-		t.Errorf("pg_hba host methods = %q, want only scram-sha-256", method)
+	if types != "hostssl" || methods != "scram-sha-256" {
+		t.Errorf("pg_hba rules of types %q and methods %q, want only hostssl and scram-sha-256", types, methods)
 	}
 }

@@ -27,6 +27,7 @@ func TestStore_S3(t *testing.T) {
 func runContract(t *testing.T, newRepo func(t *testing.T) string) {
 	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, newRepo) })
 	t.Run("PutIfAbsent", func(t *testing.T) { testPutIfAbsent(t, newRepo) })
+	t.Run("PutIfAbsentTorn", func(t *testing.T) { testPutIfAbsentTorn(t, newRepo) })
 	t.Run("PutIfAbsentConcurrent", func(t *testing.T) { testPutIfAbsentConcurrent(t, newRepo) })
 	t.Run("Corruption", func(t *testing.T) { testCorruption(t, newRepo) })
 	t.Run("WrongKey", func(t *testing.T) { testWrongKey(t, newRepo) })

@@ -15,9 +15,25 @@
 //     when its writer is closed with a live context; every failure cancels
 //     that context first. file:// writes a temporary file beside the target
 //     and renames it; S3 commits on the final PUT or CompleteMultipartUpload.
+//   - Durable writes. A file:// Put returns only once the object is on disk:
+//     its temporary file is fsynced before the rename, and its directory
+//     (with any directory created for it) after, so a power loss cannot
+//     truncate an object whose write was reported done. A writer killed before
+//     the rename leaves only its temporary file, removed by the next write of
+//     the same object.
+//   - Private files. file:// objects are created with mode 0600 and
+//     directories with 0700; a writer running as root gives what it creates
+//     to the owner of the repository's directory, so that PostgreSQL's OS
+//     user (archive and restore commands) and the agent share it without
+//     anyone else.
 //   - Idempotent write-once. PutIfAbsent succeeds without writing when the key
 //     already holds the same plaintext (WAL re-push after a crash) and fails
-//     with ErrConflict, writing nothing, when it holds other content.
+//     with ErrConflict, writing nothing, when it holds other content. What a
+//     crash can leave under a name (an object cut short inside its header or
+//     all zeros, a cut or damaged copy whose header declares the same size
+//     and SHA-256) is replaced by the new, identical content instead of
+//     blocking the WAL archive forever; a cut object of other content is
+//     still ErrConflict, and other unreadable bytes still ErrCorrupt.
 //   - Corruption is detected and named. Get returns an error wrapping
 //     ErrCorrupt, naming the key and what is wrong (bad magic, unsupported
 //     version, header checksum mismatch, truncation, authentication failure at

@@ -12,3 +12,7 @@ func SetChunkSize(s *Store, n int) { s.chunk = n }
 
 // HeaderLen is the length of the version 1 header.
 const HeaderLen = headerLen
+
+// SetBeforeRename installs a hook that runs when a file:// object is
+// written and synced, just before its rename (nil removes it).
+func SetBeforeRename(f func(tmp string)) { beforeRename = f }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"iter"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -102,6 +103,7 @@ type Store struct {
 	raw    bool // store uncompressed
 	tmp    string
 	chunk  int
+	file   *fileRepo // file:// only
 }
 
 // Open opens the repository at rawURL:
@@ -131,6 +133,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if err := normalizeURL(u); err != nil {
 		return nil, fmt.Errorf("open %s: %w", redacted, err)
 	}
+	if u.Scheme == "file" {
+		if err := makeFileParents(u); err != nil {
+			return nil, fmt.Errorf("open %s: %w", redacted, err)
+		}
+	}
 	b, err := blob.OpenBucket(ctx, u.String())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", redacted, err)
@@ -144,6 +151,12 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", redacted, err)
 	}
 	s := &Store{url: redacted, scheme: u.Scheme, bucket: b, tmp: opts.TempDir, chunk: defaultChunk}
+	if u.Scheme == "file" {
+		if s.file, err = openFileRepo(u); err != nil {
+			_ = b.Close()
+			return nil, fmt.Errorf("open %s: %w", redacted, err)
+		}
+	}
 	switch level := opts.CompressionLevel; {
 	case level < 0:
 		s.raw = true
@@ -170,7 +183,7 @@ func normalizeURL(u *url.URL) error {
 		if h := u.Host; h != "" && h != "." && h != "localhost" {
 			return fmt.Errorf("file URL host %q: use file:///absolute/path or file://./relative/path", h)
 		}
-		for k, v := range map[string]string{"create_dir": "true", "no_tmp_dir": "true", "metadata": "skip"} {
+		for k, v := range map[string]string{"create_dir": "true", "no_tmp_dir": "true", "metadata": "skip", "dir_file_mode": "0700"} {
 			if !q.Has(k) {
 				q.Set(k, v)
 			}
@@ -225,8 +238,19 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, r io.Reader) (Info,
 		return Info{}, fmt.Errorf("put-if-absent %s: %w", key, err)
 	}
 	defer e.close()
-	if info, err := s.sameOrConflict(ctx, key, e); !errors.Is(err, ErrNotFound) {
-		return info, err
+	info, err := s.sameOrConflict(ctx, key, e)
+	switch {
+	case err == nil:
+		return info, nil
+	case errors.Is(err, errTorn):
+		// What a crash left of this very content: the intact copy
+		// replaces it, rather than blocking the archive for good.
+		if err := s.upload(ctx, key, e, false); err != nil {
+			return Info{}, fmt.Errorf("put-if-absent %s: replace a torn object: %w", key, err)
+		}
+		return e.info(key), nil
+	case !errors.Is(err, ErrNotFound):
+		return Info{}, err
 	}
 	err = s.upload(ctx, key, e, true)
 	if gcerrors.Code(err) == gcerrors.FailedPrecondition {
@@ -240,11 +264,16 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, r io.Reader) (Info,
 }
 
 // sameOrConflict compares the object at key with e. It returns an error
-// wrapping ErrNotFound when there is no object.
+// wrapping ErrNotFound when there is no object, and one wrapping errTorn
+// when the object is what a crash left of e's content (or of no readable
+// content at all).
 func (s *Store) sameOrConflict(ctx context.Context, key string, e *encoded) (Info, error) {
 	got, err := s.Stat(ctx, key)
+	if errors.Is(err, ErrCorrupt) {
+		err = s.classifyDamaged(ctx, key, e.hdr, err)
+	}
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, errTorn) {
 			return Info{}, err
 		}
 		return Info{}, fmt.Errorf("put-if-absent %s: existing object: %w", key, err)
@@ -253,6 +282,12 @@ func (s *Store) sameOrConflict(ctx context.Context, key string, e *encoded) (Inf
 	if got.SHA256 != want.SHA256 || got.Size != want.Size {
 		return Info{}, fmt.Errorf("put-if-absent %s: %w: stored %d bytes with SHA-256 %s, new %d bytes with SHA-256 %s",
 			key, ErrConflict, got.Size, got.SHA256, want.Size, want.SHA256)
+	}
+	if err := s.verifyStored(ctx, key); err != nil {
+		if errors.Is(err, errTorn) {
+			return Info{}, err
+		}
+		return Info{}, fmt.Errorf("put-if-absent %s: existing object: %w", key, err)
 	}
 	return got, nil
 }
@@ -378,12 +413,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 func (s *Store) upload(ctx context.Context, key string, e *encoded, ifNotExist bool) (err error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := s.bucket.NewWriter(wctx, key, &blob.WriterOptions{
-		ContentType:                 "application/octet-stream",
-		DisableContentTypeDetection: true,
-		IfNotExist:                  ifNotExist,
-		BufferSize:                  partSize(e.hdr.storedSize()),
-	})
+	w, commit, err := s.newWriter(wctx, key, e.hdr.storedSize(), ifNotExist)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -399,7 +429,34 @@ func (s *Store) upload(ctx context.Context, key string, e *encoded, ifNotExist b
 		_ = w.Close()
 		return mapErr(err)
 	}
-	return mapErr(w.Close())
+	return mapErr(commit())
+}
+
+// newWriter opens a writer for key; commit closes it, which makes the
+// object appear (durably, on file://). Cancelling ctx before commit
+// abandons the write.
+func (s *Store) newWriter(ctx context.Context, key string, size int64, ifNotExist bool) (*blob.Writer, func() error, error) {
+	opts := &blob.WriterOptions{
+		ContentType:                 "application/octet-stream",
+		DisableContentTypeDetection: true,
+		IfNotExist:                  ifNotExist,
+		BufferSize:                  partSize(size),
+	}
+	if s.file == nil {
+		w, err := s.bucket.NewWriter(ctx, key, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		return w, w.Close, nil
+	}
+	var tmp *os.File
+	created := s.file.missingDirs(key)
+	opts.BeforeWrite = s.file.prepare(created, &tmp)
+	w, err := s.bucket.NewWriter(ctx, key, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, func() error { return s.file.commit(w, tmp, created, ifNotExist) }, nil
 }
 
 // Get returns the plaintext of the object at key. Reads stream: chunks are
@@ -513,15 +570,7 @@ func isFileblobTemp(key string) bool {
 		return false
 	}
 	i := strings.LastIndexByte(rest, '.')
-	if i < 0 || i == len(rest)-1 {
-		return false
-	}
-	for _, c := range rest[i+1:] {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	return i >= 0 && isHex(rest[i+1:])
 }
 
 // Delete removes the object at key; a missing object is ErrNotFound.
@@ -557,11 +606,7 @@ func (s *Store) Copy(ctx context.Context, dst *Store, key string) error {
 
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := dst.bucket.NewWriter(wctx, key, &blob.WriterOptions{
-		ContentType:                 "application/octet-stream",
-		DisableContentTypeDetection: true,
-		BufferSize:                  partSize(br.Size()),
-	})
+	w, commit, err := dst.newWriter(wctx, key, br.Size(), false)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", key, mapErr(err))
 	}
@@ -571,7 +616,7 @@ func (s *Store) Copy(ctx context.Context, dst *Store, key string) error {
 		_ = w.Close()
 		return err
 	}
-	if err := w.Close(); err != nil {
+	if err := commit(); err != nil {
 		return fmt.Errorf("copy %s: %w", key, mapErr(err))
 	}
 	return nil

@@ -41,11 +41,28 @@ type Config struct {
 	Password            string
 	ReplicationUser     string
 	ReplicationPassword string
-	// Trust lists addresses allowed in without a password. It is used only by
-	// a local topology that has no password set; otherwise clients from Allow
-	// (CIDRs) must authenticate with scram-sha-256.
+	// AppRole is the role the workload's services log in as: no
+	// superuser, owner of a schema of its name (where their tables go).
+	// AppPassword is its password; empty with certificate authentication.
+	AppRole     string
+	AppPassword string
+	// TLS is the server's certificate. With it, the server accepts only TLS
+	// connections (hostssl), from Allow, authenticated with scram-sha-256
+	// when Password is set and otherwise with a certificate whose common
+	// name CertRoles maps to the role; Lifeline's own connections check the
+	// server's certificate (verify-full) and show TLS's as theirs.
+	TLS       *TLSFiles
+	CertRoles map[string][]string
+	// Trust lists addresses allowed in without a password, on a server
+	// without TLS (a scratch instance, a local topology made without TLS
+	// and passwords); otherwise clients from Allow (addresses or CIDRs)
+	// must authenticate.
 	Trust []string
 	Allow []string
+	// ServerName maps an address this node dials to the address of the
+	// server behind it (a WAN route's listen address to its target), which
+	// the server's certificate names; nil when they are the same.
+	ServerName func(host string, port int) string
 	// Parameters are postgresql.conf settings; they override Lifeline's own.
 	Parameters map[string]string
 	Logger     *slog.Logger
@@ -142,13 +159,67 @@ func (i *Instance) run(ctx context.Context, env []string, name string, args ...s
 }
 
 func (i *Instance) prepareDir() error {
-	if err := os.MkdirAll(i.cfg.Dir, 0o750); err != nil {
+	// The instance's directory holds PGDATA, the log and the password
+	// file: its owner's only.
+	if err := os.MkdirAll(i.cfg.Dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(i.cfg.Dir, 0o700); err != nil {
 		return err
 	}
 	if err := i.cfg.Owner.CheckReachable(i.cfg.Dir); err != nil {
 		return err
 	}
-	return i.cfg.Owner.Chown(i.cfg.Dir)
+	if err := i.cfg.Owner.Chown(i.cfg.Dir); err != nil {
+		return err
+	}
+	return i.writePassFile()
+}
+
+// PassFile is the libpq password file of Lifeline's own connections: in
+// the instance's directory, outside PGDATA, so that no base backup holds
+// it.
+func (i *Instance) PassFile() string { return filepath.Join(i.cfg.Dir, "pgpass") }
+
+// writePassFile writes the superuser's and the replication user's
+// passwords for the walreceiver, pg_basebackup and pg_rewind.
+func (i *Instance) writePassFile() error {
+	var b strings.Builder
+	if i.cfg.ReplicationPassword != "" {
+		b.WriteString(passFileLine(i.cfg.ReplicationUser, i.cfg.ReplicationPassword))
+	}
+	if i.cfg.Password != "" {
+		b.WriteString(passFileLine(i.cfg.Superuser, i.cfg.Password))
+	}
+	if b.Len() == 0 {
+		if err := os.Remove(i.PassFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	return i.writeFile(i.PassFile(), []byte(b.String()), 0o600)
+}
+
+// client is how Lifeline connects to servers of this workload as user.
+func (i *Instance) client(user, password string) Client {
+	c := Client{User: user, Password: password, TLS: i.cfg.TLS}
+	if password != "" {
+		c.PassFile = i.PassFile()
+	}
+	return c
+}
+
+func (i *Instance) superuser() Client { return i.client(i.cfg.Superuser, i.cfg.Password) }
+func (i *Instance) replication() Client {
+	return i.client(i.cfg.ReplicationUser, i.cfg.ReplicationPassword)
+}
+
+// serverName is the address the server dialed at host:port names in its certificate.
+func (i *Instance) serverName(host string, port int) string {
+	if i.cfg.ServerName == nil {
+		return host
+	}
+	return i.cfg.ServerName(host, port)
 }
 
 // InitDB creates a new database cluster with data checksums, so that
@@ -194,14 +265,10 @@ func (i *Instance) BaseBackup(ctx context.Context, up Upstream) error {
 	}
 	tmp := i.DataDir() + ".basebackup"
 	_ = os.RemoveAll(tmp)
-	var env []string
-	if i.cfg.ReplicationPassword != "" {
-		env = append(env, "PGPASSWORD="+i.cfg.ReplicationPassword)
-	}
 	i.log.Info("pg_basebackup", "from", fmt.Sprintf("%s:%d", up.Host, up.Port))
 	start := time.Now()
-	err := i.run(ctx, env, "pg_basebackup", "-D", tmp, "-h", up.Host, "-p", strconv.Itoa(up.Port),
-		"-U", i.cfg.ReplicationUser, "--no-password", "-X", "stream", "--checkpoint", "fast")
+	src := i.replication().Conninfo(up.Host, up.Port, i.serverName(up.Host, up.Port), "")
+	err := i.run(ctx, nil, "pg_basebackup", "-D", tmp, "-d", src, "--no-password", "-X", "stream", "--checkpoint", "fast")
 	if err != nil {
 		_ = os.RemoveAll(tmp)
 		return fmt.Errorf("base backup %s from %s:%d: %w", i.cfg.Name, up.Host, up.Port, err)
@@ -255,6 +322,15 @@ func (i *Instance) WriteConfig(s Settings) error {
 		"cluster_name":                s.AppName,
 		"recovery_target_timeline":    "latest",
 	}
+	if t := i.cfg.TLS; t != nil {
+		conf["ssl"] = "on"
+		conf["ssl_cert_file"] = t.Cert
+		conf["ssl_key_file"] = t.Key
+		conf["ssl_ca_file"] = t.CA
+		conf["ssl_min_protocol_version"] = "TLSv1.2"
+	} else {
+		conf["ssl"] = "off"
+	}
 	if s.Upstream != nil {
 		conf["primary_conninfo"] = i.conninfo(*s.Upstream, s.AppName)
 		conf["primary_slot_name"] = s.Upstream.Slot
@@ -282,13 +358,19 @@ func (i *Instance) WriteConfig(s Settings) error {
 	if err := i.writeFile(filepath.Join(data, "lifeline.conf"), b.Bytes(), 0o600); err != nil {
 		return err
 	}
-	if err := i.cleanAutoConf(conf); err != nil {
+	if err := i.cleanAutoConf(conf, s.Upstream != nil); err != nil {
 		return err
 	}
 	if err := i.ensureInclude(); err != nil {
 		return err
 	}
 	if err := i.writeFile(filepath.Join(data, "pg_hba.conf"), i.hba(), 0o600); err != nil {
+		return err
+	}
+	if err := i.writeFile(filepath.Join(data, "pg_ident.conf"), i.ident(), 0o600); err != nil {
+		return err
+	}
+	if err := i.writePassFile(); err != nil {
 		return err
 	}
 	signal := filepath.Join(data, "standby.signal")
@@ -301,16 +383,15 @@ func (i *Instance) WriteConfig(s Settings) error {
 	return nil
 }
 
-// alwaysOurs are settings that only lifeline.conf may hold: a data
-// directory copied (pg_basebackup, pg_rewind) from a restored server
-// carries that server's recovery and archive settings in
-// postgresql.auto.conf, which PostgreSQL reads last.
-var alwaysOurs = []string{"restore_command", "archive_command", "archive_mode", "primary_conninfo", "primary_slot_name"}
-
 // cleanAutoConf removes from postgresql.auto.conf every setting that
-// lifeline.conf sets (conf) or always owns: auto.conf is read after it and
-// would win.
-func (i *Instance) cleanAutoConf(conf map[string]string) error {
+// lifeline.conf sets (conf), and for a standby that follows a primary its
+// restore_command too: auto.conf is read after lifeline.conf and would win.
+// A data directory copied (pg_basebackup, pg_rewind) from a restored
+// server carries that server's recovery settings there (primary_conninfo =
+// '', a restore_command reading its own spool). A restored copy that
+// recovers on its own (no upstream) keeps the restore_command its restore
+// wrote.
+func (i *Instance) cleanAutoConf(conf map[string]string, following bool) error {
 	path := filepath.Join(i.DataDir(), "postgresql.auto.conf")
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -319,11 +400,8 @@ func (i *Instance) cleanAutoConf(conf map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("configure %s: %w", i.cfg.Name, err)
 	}
-	ours := map[string]bool{}
+	ours := map[string]bool{"restore_command": following}
 	for k := range conf {
-		ours[k] = true
-	}
-	for _, k := range alwaysOurs {
 		ours[k] = true
 	}
 	var out []string
@@ -360,6 +438,21 @@ func (i *Instance) ensureInclude() error {
 func (i *Instance) hba() []byte {
 	var b bytes.Buffer
 	b.WriteString("# Written by lifeline; edits are overwritten.\n# TYPE DATABASE USER ADDRESS METHOD\n")
+	if i.cfg.TLS != nil {
+		// TLS only, from the topology's addresses only.
+		method := "cert map=" + identMap
+		if i.cfg.Password != "" {
+			method = "scram-sha-256"
+		}
+		// Replication: the standbys' user, and the superuser, which base
+		// backups connect as.
+		repl := i.cfg.ReplicationUser + "," + i.cfg.Superuser
+		for _, a := range i.cfg.Allow {
+			cidr := hostCIDR(a)
+			fmt.Fprintf(&b, "hostssl all all %s %s\nhostssl replication %s %s %s\n", cidr, method, repl, cidr, method)
+		}
+		return b.Bytes()
+	}
 	b.WriteString("local all all trust\n")
 	for _, a := range i.cfg.Trust {
 		fmt.Fprintf(&b, "host all all %s/32 trust\nhost replication all %s/32 trust\n", a, a)
@@ -370,17 +463,51 @@ func (i *Instance) hba() []byte {
 	return b.Bytes()
 }
 
+// identMap names the pg_ident.conf map of certificate authentication.
+const identMap = "lifeline"
+
+// ident maps certificates' common names to the roles they may log in as.
+func (i *Instance) ident() []byte {
+	var b bytes.Buffer
+	b.WriteString("# Written by lifeline; edits are overwritten.\n# MAPNAME CERTIFICATE-NAME ROLE\n")
+	names := make([]string, 0, len(i.cfg.CertRoles))
+	for n := range i.cfg.CertRoles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		for _, role := range i.cfg.CertRoles[n] {
+			fmt.Fprintf(&b, "%s %s %s\n", identMap, identQuote(n), role)
+		}
+	}
+	return b.Bytes()
+}
+
+// identQuote quotes a pg_ident.conf field that holds more than name characters.
+func identQuote(s string) string {
+	if strings.ContainsAny(s, " \t\"#,") {
+		return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+	}
+	return s
+}
+
+// hostCIDR makes an address a CIDR of that one host; a CIDR stays as it is.
+func hostCIDR(a string) string {
+	switch {
+	case strings.Contains(a, "/"):
+		return a
+	case strings.Contains(a, ":"):
+		return a + "/128"
+	}
+	return a + "/32"
+}
+
 func (i *Instance) conninfo(up Upstream, appName string) string {
-	parts := []string{
-		"host=" + up.Host, "port=" + strconv.Itoa(up.Port), "user=" + i.cfg.ReplicationUser,
-		"application_name=" + appName, "connect_timeout=3", "sslmode=disable",
+	return i.replication().Conninfo(up.Host, up.Port, i.serverName(up.Host, up.Port), "") + " " + strings.Join([]string{
+		"application_name=" + appName,
 		// Detect a dead upstream in seconds, not after the kernel's TCP timeouts.
 		"keepalives=1", "keepalives_idle=2", "keepalives_interval=1", "keepalives_count=3",
-	}
-	if i.cfg.ReplicationPassword != "" {
-		parts = append(parts, "password="+connQuote(i.cfg.ReplicationPassword))
-	}
-	return strings.Join(parts, " ")
+	}, " ")
 }
 
 func (i *Instance) writeFile(path string, data []byte, mode os.FileMode) error {
@@ -409,7 +536,7 @@ func (i *Instance) Start(ctx context.Context) error {
 	if err := i.stopOrphan(ctx); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(i.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	logf, err := os.OpenFile(i.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", i.cfg.Name, err)
 	}
@@ -583,10 +710,10 @@ func (i *Instance) Reload() error {
 	return i.cmd.Process.Signal(syscall.SIGHUP)
 }
 
-// ConnString is the superuser's connection string for this instance.
+// ConnString is the superuser's connection string for this instance
+// (password included).
 func (i *Instance) ConnString(dbname string) string {
-	s := fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable connect_timeout=3",
-		i.cfg.Address, i.cfg.Port, i.cfg.Superuser, dbname)
+	s := i.superuser().Conninfo(i.cfg.Address, i.cfg.Port, "", dbname)
 	if i.cfg.Password != "" {
 		s += " password=" + connQuote(i.cfg.Password)
 	}
@@ -595,7 +722,7 @@ func (i *Instance) ConnString(dbname string) string {
 
 // Connect opens a superuser connection.
 func (i *Instance) Connect(ctx context.Context) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(i.ConnString("postgres"))
+	cfg, err := i.superuser().ConnConfig(i.cfg.Address, i.cfg.Port, "", "postgres")
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", i.cfg.Name, err)
 	}

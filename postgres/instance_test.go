@@ -52,7 +52,7 @@ func pair(ctx context.Context, t *testing.T, standbyParams map[string]string) (p
 	if err := primary.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := primary.EnsureReplicationUser(ctx); err != nil {
+	if err := primary.EnsureRoles(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := primary.EnsureSlots(ctx, []string{"s"}); err != nil {

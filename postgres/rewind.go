@@ -67,17 +67,15 @@ func (i *Instance) Rewind(ctx context.Context, host string, port int, before fun
 	if i.Running() {
 		return stats, fmt.Errorf("rewind %s: the server is running", i.cfg.Name)
 	}
-	src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=5", host, port, i.cfg.Superuser)
+	name := i.serverName(host, port)
+	src := i.superuser().Conninfo(host, port, name, "postgres")
 	// A just-promoted source shows its new timeline in pg_control only after
 	// a checkpoint; pg_rewind reads it from there.
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cfg, err := pgx.ParseConfig(src)
+	cfg, err := i.superuser().ConnConfig(host, port, name, "postgres")
 	if err != nil {
 		return stats, err
-	}
-	if i.cfg.Password != "" {
-		cfg.Password = i.cfg.Password
 	}
 	conn, err := pgx.ConnectConfig(cctx, cfg)
 	if err != nil {
@@ -87,10 +85,6 @@ func (i *Instance) Rewind(ctx context.Context, host string, port int, before fun
 	conn.Close(context.Background())
 	if err != nil {
 		return stats, fmt.Errorf("rewind %s: checkpoint on source: %w", i.cfg.Name, err)
-	}
-	var env []string
-	if i.cfg.Password != "" {
-		env = append(env, "PGPASSWORD="+i.cfg.Password)
 	}
 	i.log.Info("pg_rewind", "source", host+":"+strconv.Itoa(port))
 	start := time.Now()
@@ -103,7 +97,7 @@ func (i *Instance) Rewind(ctx context.Context, host string, port int, before fun
 			return stats, fmt.Errorf("rewind %s: crash recovery before the rewind: %w: %s", i.cfg.Name, err, lastLines(out, 10))
 		}
 	}
-	out, err := i.command(ctx, env, "pg_rewind", "--dry-run", "--target-pgdata", i.DataDir(), "--source-server", src).CombinedOutput()
+	out, err := i.command(ctx, nil, "pg_rewind", "--dry-run", "--target-pgdata", i.DataDir(), "--source-server", src).CombinedOutput()
 	if err != nil {
 		return stats, fmt.Errorf("rewind %s: pg_rewind --dry-run: %w: %s", i.cfg.Name, err, lastLines(out, 15))
 	}
@@ -117,7 +111,7 @@ func (i *Instance) Rewind(ctx context.Context, host string, port int, before fun
 			return stats, fmt.Errorf("rewind %s: %w", i.cfg.Name, err)
 		}
 	}
-	out, err = i.command(ctx, env, "pg_rewind", "--progress", "--target-pgdata", i.DataDir(), "--source-server", src).CombinedOutput()
+	out, err = i.command(ctx, nil, "pg_rewind", "--progress", "--target-pgdata", i.DataDir(), "--source-server", src).CombinedOutput()
 	if err != nil {
 		return stats, fmt.Errorf("rewind %s: pg_rewind: %w: %s", i.cfg.Name, err, lastLines(out, 15))
 	}

@@ -81,30 +81,55 @@ func (i *Instance) Status(ctx context.Context) (Status, error) {
 	return st, rows.Err()
 }
 
-// EnsureReplicationUser creates or updates the role standbys connect as.
-func (i *Instance) EnsureReplicationUser(ctx context.Context) error {
+// EnsureRoles creates or updates the roles Lifeline needs besides the
+// superuser: the one standbys connect as, and the workload's services' own
+// (when AppRole is set). Passwords are sent as SCRAM verifiers, so that
+// none appears in the server's statement log or activity view.
+func (i *Instance) EnsureRoles(ctx context.Context) error {
 	conn, err := i.Connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-	role := pgx.Identifier{i.cfg.ReplicationUser}.Sanitize()
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", i.cfg.ReplicationUser).Scan(&exists); err != nil {
+	if err := ensureRole(ctx, conn, i.cfg.ReplicationUser, "REPLICATION LOGIN", i.cfg.ReplicationPassword); err != nil {
 		return fmt.Errorf("replication user on %s: %w", i.cfg.Name, err)
+	}
+	if i.cfg.AppRole == "" {
+		return nil
+	}
+	// The services' role: no superuser, no replication, no role or
+	// database creation; its tables go to a schema of its own, first on
+	// its search_path ("$user").
+	if err := ensureRole(ctx, conn, i.cfg.AppRole, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION", i.cfg.AppPassword); err != nil {
+		return fmt.Errorf("services' role on %s: %w", i.cfg.Name, err)
+	}
+	role := pgx.Identifier{i.cfg.AppRole}.Sanitize()
+	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE SCHEMA IF NOT EXISTS %s AUTHORIZATION %s", role, role)); err != nil {
+		return fmt.Errorf("services' schema on %s: %w", i.cfg.Name, err)
+	}
+	return nil
+}
+
+// ensureRole creates role, or brings an existing one to attrs and password.
+func ensureRole(ctx context.Context, conn *pgx.Conn, name, attrs, password string) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", name).Scan(&exists); err != nil {
+		return err
 	}
 	verb := "CREATE"
 	if exists {
 		verb = "ALTER"
 	}
-	stmt := fmt.Sprintf("%s ROLE %s WITH REPLICATION LOGIN", verb, role)
-	if i.cfg.ReplicationPassword != "" {
-		stmt += " PASSWORD " + quoteLiteral(i.cfg.ReplicationPassword)
+	stmt := fmt.Sprintf("%s ROLE %s WITH %s", verb, pgx.Identifier{name}.Sanitize(), attrs)
+	if password != "" {
+		v, err := scramVerifier(password)
+		if err != nil {
+			return err
+		}
+		stmt += " PASSWORD " + quoteLiteral(v)
 	}
-	if _, err := conn.Exec(ctx, stmt); err != nil {
-		return fmt.Errorf("replication user on %s: %w", i.cfg.Name, err)
-	}
-	return nil
+	_, err := conn.Exec(ctx, stmt)
+	return err
 }
 
 // EnsureSlots creates a physical replication slot for each name that lacks one.

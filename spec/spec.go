@@ -669,6 +669,12 @@ func (p *parser) validate(t *lifeline.Topology) {
 			p.at(wp+".failover", "failover %q: want approve or auto", w.Failover)
 		}
 		p.checkDatabase(wp+".database", w, active)
+		if t.Mode == lifeline.ModeDistributed && !w.Database.Password.Set() {
+			// Hosts reach each other over a real network: nothing may be
+			// let in on its address alone.
+			p.at(wp+".database.password", "workload %q: mode: distributed needs database password and replication-password (e.g. password: env:%s_DB_PASSWORD)",
+				w.Name, strings.ToUpper(strings.ReplaceAll(w.Name, "-", "_")))
+		}
 		if prev, ok := ports[w.Database.Port]; ok {
 			p.at(wp+".database.port", "database port %d is already used by workload %q", w.Database.Port, prev)
 		}

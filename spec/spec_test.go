@@ -142,6 +142,8 @@ func TestParse_Errors(t *testing.T) {
 		{"bad policy", edit(t, "policy: failover", "policy: random"), 23, `routing policy "random"`},
 		{"bad etcd", edit(t, "control: {etcd: embedded}", "control: {etcd: external}"), 2, `etcd: want "embedded"`},
 		{"type error", edit(t, "port: 5432", "port: many"), 19, `"many" is not a whole number`},
+		{"distributed without passwords", strings.NewReplacer("name: shop\n", "name: shop\nmode: distributed\n",
+			"links: {cross-region: {latency: 20ms}}\n", "").Replace(base), 19, `mode: distributed needs database password`},
 		{"repository without region", edit(t, `"file://{data}/backups/{region}"`, `"file:///backups"`), 20, `needs {region}`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -119,6 +119,8 @@ type Node struct {
 	WithinRPO   bool    `json:"within_rpo"`
 	Reported    string  `json:"reported,omitempty"`
 	Error       string  `json:"error,omitempty"`
+	// ArchiveError is why WAL archiving could not be set up on the node.
+	ArchiveError string `json:"archive_error,omitempty"`
 }
 
 // Collect reads the state of every workload of t.
@@ -268,7 +270,7 @@ func Build(t *lifeline.Topology, w *lifeline.Workload, f Facts) Workload {
 			continue
 		}
 		n.Healthy, n.AgentPID, n.PostgresPID = st.Healthy, st.AgentPID, st.PostgresPID
-		n.Timeline, n.LSN, n.Error = st.Timeline, st.LSN, st.Error
+		n.Timeline, n.LSN, n.Error, n.ArchiveError = st.Timeline, st.LSN, st.Error, st.ArchiveError
 		n.Reported = st.Reported.Format(time.RFC3339)
 		if id != primary {
 			n.LagBytes, n.LagSeconds = lag(primaryLSN, st, replicas[id.Slug()])
@@ -367,7 +369,7 @@ func (r *Report) WriteTable(out io.Writer) error {
 			}
 			fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s:%d\t%d\t%s\t%s\t%s\t%s\t%d/%d\t%s\n",
 				n.Region, n.Zone, n.Role, yesNo(n.Healthy), n.Address, n.Port, n.Timeline, orDash(n.LSN),
-				lagB, lagS, yesNo(n.WithinRPO), n.AgentPID, n.PostgresPID, n.Error)
+				lagB, lagS, yesNo(n.WithinRPO), n.AgentPID, n.PostgresPID, note(n))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -451,4 +453,12 @@ func bytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// note is a node's error, and its archive's when that is another.
+func note(n Node) string {
+	if n.ArchiveError != "" && !strings.Contains(n.Error, n.ArchiveError) {
+		return strings.TrimPrefix(n.Error+"; WAL archiving is off: "+n.ArchiveError, "; ")
+	}
+	return n.Error
 }

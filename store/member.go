@@ -28,6 +28,9 @@ type MemberConfig struct {
 	Token   string
 	// LogFile receives etcd's own log (warnings and errors).
 	LogFile string
+	// TLS, when set, serves clients and peers over mutual TLS (the URLs
+	// are then https://); nil serves plain http://.
+	TLS *MemberTLS
 }
 
 // Member is an embedded etcd member.
@@ -80,6 +83,9 @@ func StartMember(ctx context.Context, c MemberConfig) (*Member, error) {
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "1h"
 	cfg.QuotaBackendBytes = 512 << 20
+	if c.TLS != nil {
+		c.TLS.apply(cfg)
+	}
 	cfg.LogLevel = "warn"
 	cfg.Logger = "zap"
 	if c.LogFile != "" {

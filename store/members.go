@@ -50,11 +50,13 @@ func startProber(s *Store, endpoints []string, every time.Duration, log *slog.Lo
 	p := &prober{s: s, all: endpoints, every: every, log: log, inUse: endpoints, misses: make([]int, len(endpoints)),
 		done: make(chan struct{}), checkKey: s.keys.Root() + "probe"}
 	for _, ep := range endpoints {
-		cli, err := clientv3.New(clientv3.Config{
+		cfg := clientv3.Config{
 			Endpoints:   []string{ep},
 			DialTimeout: 2 * every,
 			Logger:      zap.NewNop(),
-		})
+		}
+		s.opts.apply(&cfg)
+		cli, err := clientv3.New(cfg)
 		if err != nil {
 			p.closeClients()
 			return nil, err

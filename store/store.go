@@ -2,11 +2,13 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -35,6 +37,7 @@ type Store struct {
 	cli    *clientv3.Client
 	keys   Keys
 	prober *prober
+	opts   options
 }
 
 // Connect opens a client to the cluster's control store. It does not wait
@@ -55,11 +58,12 @@ func Connect(endpoints []string, cluster string, opts ...Option) (*Store, error)
 	if o.requireLeader {
 		cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainUnaryInterceptor(requireLeader))
 	}
+	o.apply(&cfg)
 	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("control store %s: %w", strings.Join(endpoints, ","), err)
 	}
-	s := &Store{cli: cli, keys: NewKeys(cluster)}
+	s := &Store{cli: cli, keys: NewKeys(cluster), opts: o}
 	if o.probeEvery > 0 && len(endpoints) > 1 {
 		log := o.log
 		if log == nil {
@@ -80,6 +84,8 @@ type options struct {
 	requireLeader bool
 	probeEvery    time.Duration
 	log           *slog.Logger
+	tls           *tls.Config
+	dial          func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // RequireLeader makes a member cut off from the others refuse requests at

@@ -24,29 +24,37 @@ import (
 // topology places them, and stops them at cleanup.
 func startCluster(t *testing.T) ([]*store.Member, []string) {
 	t.Helper()
-	dir := testenv.Dir(t)
-	net := testenv.Subnet(t)
+	members, endpoints, _ := startMembers(t, testenv.Dir(t), testenv.Subnet(t), "http", nil)
+	return members, endpoints
+}
+
+var memberNames = []string{"west", "central", "witness"}
+
+// startMembers starts a member of each of memberNames on sub.1, sub.2,
+// sub.3, with tlsOf's TLS when it is not nil, and stops them at cleanup.
+func startMembers(t *testing.T, dir, sub, scheme string, tlsOf func(name string) *store.MemberTLS) (members []*store.Member, clientURLs, peerURLs []string) {
+	t.Helper()
 	cluster := map[string]string{}
-	var endpoints []string
-	for i, name := range []string{"west", "central", "witness"} {
-		cluster[name] = fmt.Sprintf("http://%s.%d:2380", net, i+1)
-		endpoints = append(endpoints, fmt.Sprintf("http://%s.%d:2379", net, i+1))
+	for i, name := range memberNames {
+		cluster[name] = fmt.Sprintf("%s://%s.%d:2380", scheme, sub, i+1)
+		clientURLs = append(clientURLs, fmt.Sprintf("%s://%s.%d:2379", scheme, sub, i+1))
+		peerURLs = append(peerURLs, cluster[name])
 	}
-	members := make([]*store.Member, 3)
+	members = make([]*store.Member, len(memberNames))
 	var wg sync.WaitGroup
-	errs := make([]error, 3)
+	errs := make([]error, len(memberNames))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for i, name := range []string{"west", "central", "witness"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			members[i], errs[i] = store.StartMember(ctx, store.MemberConfig{
-				Name: name, Dir: fmt.Sprintf("%s/%s", dir, name),
-				ClientURL: endpoints[i], PeerURL: cluster[name], Cluster: cluster, Token: "test",
-				LogFile: fmt.Sprintf("%s/%s.log", dir, name),
-			})
-		}()
+	for i, name := range memberNames {
+		cfg := store.MemberConfig{
+			Name: name, Dir: fmt.Sprintf("%s/%s", dir, name),
+			ClientURL: clientURLs[i], PeerURL: cluster[name], Cluster: cluster, Token: "test",
+			LogFile: fmt.Sprintf("%s/%s.log", dir, name),
+		}
+		if tlsOf != nil {
+			cfg.TLS = tlsOf(name)
+		}
+		wg.Go(func() { members[i], errs[i] = store.StartMember(ctx, cfg) })
 	}
 	wg.Wait()
 	t.Cleanup(func() {
@@ -61,7 +69,7 @@ func startCluster(t *testing.T) ([]*store.Member, []string) {
 			t.Fatal(err)
 		}
 	}
-	return members, endpoints
+	return members, clientURLs, peerURLs
 }
 
 func TestStore_StateSurvivesMemberLoss(t *testing.T) {

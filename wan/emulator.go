@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -65,7 +66,7 @@ type Emulator struct {
 
 // New prepares the routes of a topology; Start listens.
 func New(t *lifeline.Topology, log *slog.Logger) *Emulator {
-	e := &Emulator{log: log.With("subsystem", "wan"), routes: Plan(t), sites: siteByPeerURL(t), conns: map[*conn]struct{}{}}
+	e := &Emulator{log: log.With("subsystem", "wan"), routes: Plan(t), sites: peerSenders(t), conns: map[*conn]struct{}{}}
 	e.latency.Store(int64(t.Links.CrossRegion.Latency))
 	return e
 }
@@ -306,13 +307,20 @@ func (e *Emulator) serve(r Route, client net.Conn) {
 	wg.Wait()
 }
 
-// peekSender reads the first request's headers on an etcd peer connection:
-// etcd names its own peer URLs in X-PeerURLs, which tells which site sent it.
+// peekSender learns which site an etcd peer connection comes from, from
+// what it sends first: over TLS, the server name of its ClientHello (each
+// member names itself there, see certs.PeerDomain); in plain HTTP, the
+// X-PeerURLs header of its first request. It returns the bytes it read, to
+// be sent on.
 func (e *Emulator) peekSender(c net.Conn) ([]byte, string) {
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	defer c.SetReadDeadline(time.Time{})
 	var buf bytes.Buffer
 	br := bufio.NewReaderSize(io.TeeReader(c, &buf), 1)
+	if first, err := br.Peek(1); err == nil && first[0] == recordTypeHandshake {
+		name := clientHelloServerName(br)
+		return buf.Bytes(), e.sites[name]
+	}
 	from := ""
 	for buf.Len() < 64<<10 {
 		line, err := br.ReadString('\n')
@@ -325,7 +333,8 @@ func (e *Emulator) peekSender(c net.Conn) ([]byte, string) {
 		}
 		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "X-PeerURLs") {
 			for _, u := range strings.Split(strings.TrimSpace(v), ",") {
-				if s, ok := e.sites[u]; ok {
+				_, addr, _ := strings.Cut(u, "://")
+				if s, ok := e.sites[addr]; ok {
 					from = s
 				}
 			}
@@ -333,6 +342,40 @@ func (e *Emulator) peekSender(c net.Conn) ([]byte, string) {
 	}
 	return buf.Bytes(), from
 }
+
+// recordTypeHandshake starts every TLS connection (the ClientHello).
+const recordTypeHandshake = 0x16
+
+// clientHelloServerName reads a TLS ClientHello from r and returns its
+// server name ("" when it has none or is not one). crypto/tls parses it:
+// the handshake stops as soon as the hello has been read.
+func clientHelloServerName(r io.Reader) string {
+	var name string
+	stop := errors.New("hello read")
+	_ = tls.Server(helloConn{r: r}, &tls.Config{
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			name = h.ServerName
+			return nil, stop
+		},
+	}).Handshake()
+	return name
+}
+
+// helloConn is a read-only net.Conn over what a client sent: writes (the
+// alert tls sends when the handshake is stopped) go nowhere.
+type helloConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (h helloConn) Read(p []byte) (int, error)       { return h.r.Read(p) }
+func (h helloConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (h helloConn) Close() error                     { return nil }
+func (h helloConn) SetDeadline(time.Time) error      { return nil }
+func (h helloConn) SetReadDeadline(time.Time) error  { return nil }
+func (h helloConn) SetWriteDeadline(time.Time) error { return nil }
+func (h helloConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (h helloConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 
 type chunk struct {
 	data []byte

@@ -1,12 +1,12 @@
 package wan
 
 import (
-	"fmt"
 	"net"
 	"sort"
 	"strconv"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 )
 
 // Kind says what a route carries.
@@ -124,19 +124,31 @@ func siteRegion(s lifeline.Site) string {
 // Dialer tells a node which address reaches a target: the route's listener
 // when the target is routed from that node, the target itself otherwise.
 type Dialer struct {
-	from   string
-	routes map[string]string // target → listen
+	from    string
+	routes  map[string]string // target → listen
+	targets map[string]string // listen → target
 }
 
 // NewDialer returns the dialer of one node ("eu-west/a").
 func NewDialer(t *lifeline.Topology, from string) *Dialer {
-	d := &Dialer{from: from, routes: map[string]string{}}
+	d := &Dialer{from: from, routes: map[string]string{}, targets: map[string]string{}}
 	for _, r := range Plan(t) {
 		if r.From == from {
 			d.routes[r.Target] = r.Listen
+			d.targets[r.Listen] = r.Target
 		}
 	}
 	return d
+}
+
+// Target is Address's inverse: the host:port behind a route's listen
+// address (addr itself when it is none), which a server's certificate
+// names.
+func (d *Dialer) Target(addr string) string {
+	if t, ok := d.targets[addr]; ok {
+		return t
+	}
+	return addr
 }
 
 // Address returns host:port to dial to reach target host:port.
@@ -157,21 +169,24 @@ func (d *Dialer) HostPort(host string, port int) (string, int) {
 	return h, n
 }
 
-// PeerURL is the URL other members dial to reach a site's etcd member.
-func PeerURL(t *lifeline.Topology, s lifeline.Site) string {
+// PeerAddress is the host:port other members dial to reach a site's etcd
+// member (its route, in a local topology).
+func PeerAddress(t *lifeline.Topology, s lifeline.Site) string {
 	port := t.Control.PeerPort
 	if t.Mode == lifeline.ModeLocal {
 		port = PeerPort
 	}
-	return fmt.Sprintf("http://%s", net.JoinHostPort(s.Address, strconv.Itoa(port)))
+	return net.JoinHostPort(s.Address, strconv.Itoa(port))
 }
 
-// Sites maps each peer URL to the site it belongs to, so that a peer route
-// can tell which member a connection comes from.
-func siteByPeerURL(t *lifeline.Topology) map[string]string {
+// peerSenders maps what tells a peer connection's sender to its site: the
+// peer address etcd names in X-PeerURLs (plain http://), and the TLS
+// server name each member sends under certs.PeerDomain (https://).
+func peerSenders(t *lifeline.Topology) map[string]string {
 	m := map[string]string{}
 	for _, s := range t.Sites() {
-		m[PeerURL(t, s)] = siteID(s)
+		m[PeerAddress(t, s)] = siteID(s)
+		m[certs.PeerServerName(s.Name)] = siteID(s)
 	}
 	return m
 }

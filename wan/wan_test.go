@@ -3,6 +3,8 @@ package wan_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/internal/testenv"
 	"github.com/lifeline-dr/lifeline/spec"
 	"github.com/lifeline-dr/lifeline/wan"
@@ -154,10 +157,12 @@ func TestEmulator_LatencyCutHeal(t *testing.T) {
 	}
 }
 
-func TestEmulator_PeerSender(t *testing.T) {
+// cutPeers runs the emulator with an echo server standing in for west/a's
+// etcd peer port, and east cut from west. It returns the topology, its
+// sites and the address of west's peer route.
+func cutPeers(t *testing.T) (*lifeline.Topology, []lifeline.Site, string) {
 	sub := testenv.Subnet(t)
 	top := topology(t, sub)
-	// Stand in for west/a's etcd peer port.
 	echo(t, sub+".11:2380")
 	e := wan.New(top, slog.New(slog.DiscardHandler))
 	if err := e.Start(context.Background()); err != nil {
@@ -165,8 +170,12 @@ func TestEmulator_PeerSender(t *testing.T) {
 	}
 	t.Cleanup(e.Close)
 	site := top.Sites()
-	peerWest := strings.TrimPrefix(wan.PeerURL(top, site[0]), "http://")
 	e.Cut(wan.Rule{A: "east", B: "west"})
+	return top, site, wan.PeerAddress(top, site[0])
+}
+
+func TestEmulator_PeerSender(t *testing.T) {
+	top, site, peerWest := cutPeers(t)
 
 	send := func(from lifeline.Site) error {
 		c, err := net.Dial("tcp", peerWest)
@@ -174,7 +183,7 @@ func TestEmulator_PeerSender(t *testing.T) {
 			return err
 		}
 		defer c.Close()
-		req := "GET /raft/stream/msgappv2/1 HTTP/1.1\r\nHost: x\r\nX-PeerURLs: " + wan.PeerURL(top, from) + "\r\n\r\n"
+		req := "GET /raft/stream/msgappv2/1 HTTP/1.1\r\nHost: x\r\nX-PeerURLs: http://" + wan.PeerAddress(top, from) + "\r\n\r\n"
 		c.SetDeadline(time.Now().Add(500 * time.Millisecond))
 		if _, err := io.WriteString(c, req); err != nil {
 			return err
@@ -186,6 +195,32 @@ func TestEmulator_PeerSender(t *testing.T) {
 		t.Error("east's member reached west's member across a cut")
 	}
 	if err := send(site[2]); err != nil {
+		t.Errorf("the witness could not reach west's member: %v", err)
+	}
+}
+
+// TestEmulator_PeerSenderTLS: over TLS the emulator tells a peer
+// connection's sender from the server name of its ClientHello, so that a
+// cut between regions stops their members' traffic and only theirs.
+func TestEmulator_PeerSenderTLS(t *testing.T) {
+	_, site, peerWest := cutPeers(t)
+
+	// The stand-in echoes the hello back, which fails the handshake at
+	// once: only a cut makes it time out.
+	send := func(from lifeline.Site) error {
+		c, err := net.Dial("tcp", peerWest)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+		return tls.Client(c, &tls.Config{ServerName: certs.PeerServerName(from.Name), InsecureSkipVerify: true}).Handshake()
+	}
+	var ne net.Error
+	if err := send(site[1]); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("east's member across a cut: %v, want a timeout", err)
+	}
+	if err := send(site[2]); errors.As(err, &ne) && ne.Timeout() {
 		t.Errorf("the witness could not reach west's member: %v", err)
 	}
 }

@@ -105,7 +105,7 @@ func strategy(b *testing.B, name string, runs int) string {
 	u := topotest.Start(b, specFile, filepath.Join(testenv.Dir(b), "data-"+name))
 	defer u.Stop()
 	st := u.WaitHealthy(b, 3*time.Minute).Workloads[0]
-	writer := dsn(st.Writer)
+	writer := u.DSN(st.Writer)
 	home := st.Active
 	other := ""
 	for _, r := range top.RegionNames() {
@@ -181,7 +181,7 @@ func regionLoss(b *testing.B, ctx context.Context, u *topotest.Up, top *lifeline
 		time.Sleep(100 * time.Millisecond)
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
-	err = waitRecovered(wctx, load, killed, 20)
+	err = load.WaitRecovered(wctx, killed, 20)
 	wcancel()
 	res := load.Stop()
 	if err != nil {
@@ -209,7 +209,7 @@ func regionLoss(b *testing.B, ctx context.Context, u *topotest.Up, top *lifeline
 		phase("scale"), phase("reroute"), r.rto)
 	w := u.Status(b).Workloads[0]
 	p := primary(w)
-	missing, err := gameday.Missing(ctx, dsn(fmt.Sprintf("%s:%d", p.Address, p.Port)), res.Acked)
+	missing, err := gameday.Missing(ctx, u.NodeDSN(p), res.Acked)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func regionLoss(b *testing.B, ctx context.Context, u *topotest.Up, top *lifeline
 		b.Fatal(err)
 	}
 	res2 := load2.Stop()
-	r.failbackPause = maxPause(res2, start, done).Seconds()
+	r.failbackPause = res2.MaxPause(start, done).Seconds()
 	fb := newest(b, u, before)
 	r.copied, _ = strconv.ParseInt(fb.Params["rejoin_bytes_copied"], 10, 64)
 	r.size, _ = strconv.ParseInt(fb.Params["rejoin_data_bytes"], 10, 64)
@@ -250,7 +250,7 @@ func regionLoss(b *testing.B, ctx context.Context, u *topotest.Up, top *lifeline
 		b.Fatalf("after the failback the active region is %s", w.Active)
 	}
 	p = primary(w)
-	if m, err := gameday.Missing(ctx, dsn(fmt.Sprintf("%s:%d", p.Address, p.Port)), res2.Acked); err != nil || len(m) > 0 {
+	if m, err := gameday.Missing(ctx, u.NodeDSN(p), res2.Acked); err != nil || len(m) > 0 {
 		b.Fatalf("the failback lost %d acknowledged writes (%v)", len(m), err)
 	}
 	return r
@@ -273,11 +273,11 @@ func switchover(b *testing.B, ctx context.Context, u *topotest.Up, writer, to st
 	}
 	res := load.Stop()
 	p := primary(u.WaitHealthy(b, 2*time.Minute).Workloads[0])
-	m, err := gameday.Missing(ctx, dsn(fmt.Sprintf("%s:%d", p.Address, p.Port)), res.Acked)
+	m, err := gameday.Missing(ctx, u.NodeDSN(p), res.Acked)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return maxPause(res, start, done).Seconds(), len(m)
+	return res.MaxPause(start, done).Seconds(), len(m)
 }
 
 // waitCopy waits until region's copy of the repository holds a base
@@ -361,11 +361,6 @@ func primary(w status.Workload) status.Node {
 	return status.Node{}
 }
 
-func dsn(addr string) string {
-	host, port, _ := strings.Cut(addr, ":")
-	return fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable connect_timeout=2", host, port)
-}
-
 func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
@@ -384,41 +379,4 @@ func or(a, b string) string {
 		return b
 	}
 	return a
-}
-
-// maxPause is the longest gap between two acknowledged writes around [from, to].
-func maxPause(res gameday.Result, from, to time.Time) time.Duration {
-	var prev time.Time
-	var worst time.Duration
-	for _, a := range res.Acked {
-		if a.At.Before(from) {
-			prev = a.At
-			continue
-		}
-		if !prev.IsZero() {
-			worst = max(worst, a.At.Sub(prev))
-		}
-		prev = a.At
-		if a.At.After(to) {
-			break
-		}
-	}
-	return worst
-}
-
-// waitRecovered waits for the outage the kill causes, then for n writes
-// acknowledged after it.
-func waitRecovered(ctx context.Context, load *gameday.Load, killed time.Time, n int) error {
-	for {
-		for _, f := range load.Result().Failures {
-			if f.After(killed) {
-				return load.WaitAcksAfter(ctx, f, n)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no outage after the kill: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }

@@ -2,7 +2,10 @@
 // load: pgbench on the primary with 20 ms emulated cross-region latency
 // (each way); median and p99 lag, in bytes and ms, of the in-region
 // synchronous standby and of the cross-region standby; and pgbench's TPS
-// with and without waiting for the synchronous standby. The peer figure is
+// with and without waiting for the synchronous standby. All of it twice in
+// the same run: with mutual TLS on every connection (the default: pgbench's
+// own, replication) and on a topology made with --insecure, to give TLS's
+// cost in TPS. The peer figure is
 // ../shared/peers/bench_repl_lag.sh (plain streaming replication, primary
 // and async standby on one loopback address, same pgbench settings).
 //
@@ -54,12 +57,24 @@ func BenchmarkReplicationLag(b *testing.B) {
 		duration = d
 	}
 	for i := 0; i < b.N; i++ {
-		run(b, duration)
+		secure := run(b, duration, "mutual TLS")
+		plain := run(b, duration, "no TLS", "--insecure")
+		fmt.Printf("\n== cost of TLS (pgbench -c 4 -j 2 -T %s; TLS on pgbench's connections and on replication)\n", duration)
+		fmt.Printf("%-40s %10s %10s %8s\n", "", "TLS", "no TLS", "TLS/no")
+		fmt.Printf("%-40s %10.1f %10.1f %7.1f%%\n", "TPS with the synchronous standby", secure.sync, plain.sync, 100*secure.sync/plain.sync)
+		fmt.Printf("%-40s %10.1f %10.1f %7.1f%%\n", "TPS with synchronous_commit = local", secure.local, plain.local, 100*secure.local/plain.local)
+		b.ReportMetric(100*secure.sync/plain.sync, "tls-%-of-plain-sync")
+		b.ReportMetric(100*secure.local/plain.local, "tls-%-of-plain-local")
+	}
+	if os.Getenv("BENCH_PEERS") != "0" {
+		peer(b, duration)
 	}
 }
 
-func run(b *testing.B, duration time.Duration) {
-	u := topotest.Start(b, topotest.Spec(b, spec), filepath.Join(testenv.Dir(b), "data"))
+type tpsPair struct{ sync, local float64 }
+
+func run(b *testing.B, duration time.Duration, label string, upArgs ...string) tpsPair {
+	u := topotest.Start(b, topotest.Spec(b, spec), filepath.Join(testenv.Dir(b), "data"), upArgs...)
 	rep := u.WaitHealthy(b, time.Minute)
 	roles := topotest.ByRole(rep.Workloads[0])
 	primary := roles["primary"][0]
@@ -69,7 +84,7 @@ func run(b *testing.B, duration time.Duration) {
 	}
 	pgbench := func(env []string, args ...string) string {
 		cmd := exec.Command(filepath.Join(bin, "pgbench"), append(args, "-h", primary.Address, "-p", fmt.Sprint(primary.Port), "-U", "postgres", "postgres")...)
-		cmd.Env = append(os.Environ(), env...)
+		cmd.Env = append(append(os.Environ(), u.PGEnv()...), env...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			b.Fatalf("pgbench %v: %v\n%s", args, err, out)
@@ -79,7 +94,7 @@ func run(b *testing.B, duration time.Duration) {
 	pgbench(nil, "-i", "-q", "-s", "20")
 
 	ctx, cancel := context.WithCancel(context.Background())
-	conn, err := pgx.Connect(ctx, topotest.ConnString(primary))
+	conn, err := pgx.Connect(ctx, u.NodeDSN(primary))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -123,7 +138,7 @@ func run(b *testing.B, duration time.Duration) {
 	wg.Wait()
 	withoutSync := tps(b, pgbench([]string{"PGOPTIONS=-c synchronous_commit=local"}, "-c", "4", "-j", "2", "-T", secs))
 
-	fmt.Printf("\n== Lifeline replication lag: pgbench -s 20 -c 4 -j 2 -T %s, cross-region latency 20ms each way\n", secs)
+	fmt.Printf("\n== Lifeline replication lag (%s): pgbench -s 20 -c 4 -j 2 -T %s, cross-region latency 20ms each way\n", label, secs)
 	fmt.Printf("%-34s %12s %12s %10s %10s %8s\n", "standby", "median B", "p99 B", "median ms", "p99 ms", "samples")
 	names := make([]string, 0, len(samples))
 	for n := range samples {
@@ -143,13 +158,13 @@ func run(b *testing.B, duration time.Duration) {
 	}
 	fmt.Printf("pgbench TPS with the synchronous standby:           %8.1f\n", withSync)
 	fmt.Printf("pgbench TPS without (synchronous_commit = local):   %8.1f  (sync costs %.0f%%)\n", withoutSync, 100*(1-withSync/withoutSync))
-	b.ReportMetric(withSync, "tps-sync")
-	b.ReportMetric(withoutSync, "tps-local")
 	u.Stop()
+	return tpsPair{withSync, withoutSync}
+}
 
-	if os.Getenv("BENCH_PEERS") == "0" {
-		return
-	}
+// peer runs the peer script with the same pgbench settings.
+func peer(b *testing.B, duration time.Duration) {
+	secs := fmt.Sprint(int(duration.Seconds()))
 	script := bench.PeerScript("bench_repl_lag.sh")
 	if script == "" {
 		fmt.Println("peer: ../shared/peers/bench_repl_lag.sh not found; skipped")

@@ -62,7 +62,7 @@ func lifeline(b *testing.B, runs int) ([]float64, []int) {
 	for run := 1; run <= runs; run++ {
 		w := u.WaitHealthy(b, 2*time.Minute).Workloads[0]
 		old := primary(w)
-		load, err := gameday.StartLoad(ctx, dsn(w.Writer), 10*time.Millisecond)
+		load, err := gameday.StartLoad(ctx, u.DSN(w.Writer), 10*time.Millisecond)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func lifeline(b *testing.B, runs int) ([]float64, []int) {
 			b.Fatalf("kill: %v\n%s", err, out)
 		}
 		wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
-		err = waitRecovered(wctx, load, killed, 30)
+		err = load.WaitRecovered(wctx, killed, 30)
 		wcancel()
 		res := load.Stop()
 		if err != nil {
@@ -83,7 +83,7 @@ func lifeline(b *testing.B, runs int) ([]float64, []int) {
 			b.Fatalf("run %d: no outage seen by the writer", run)
 		}
 		np := waitNewPrimary(b, u, name(old))
-		missing, err := gameday.Missing(ctx, dsn(fmt.Sprintf("%s:%d", np.Address, np.Port)), res.Acked)
+		missing, err := gameday.Missing(ctx, u.NodeDSN(np), res.Acked)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -177,11 +177,6 @@ func primary(w status.Workload) status.Node {
 
 func name(n status.Node) string { return n.Region + "/" + n.Zone }
 
-func dsn(addr string) string {
-	host, port, _ := strings.Cut(addr, ":")
-	return fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable connect_timeout=2", host, port)
-}
-
 func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
@@ -205,26 +200,4 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// waitRecovered waits for the outage that the kill causes and then for n
-// writes acknowledged after it. Counting from the kill alone is not
-// enough: writes go on until the kill command has reached the node.
-func waitRecovered(ctx context.Context, load *gameday.Load, killed time.Time, n int) error {
-	for {
-		res := load.Result()
-		for _, f := range res.Failures {
-			if f.After(killed) {
-				if err := load.WaitAcksAfter(ctx, f, n); err != nil {
-					return err
-				}
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no outage after the kill: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/router"
 	"github.com/lifeline-dr/lifeline/spec"
@@ -74,9 +75,9 @@ func newWitness() *cobra.Command {
 }
 
 func newRouter() *cobra.Command {
-	var file, home string
+	var file, home, dataDir string
 	cmd := &cobra.Command{
-		Use:   "router -f SPEC",
+		Use:   "router -f SPEC [--data-dir DIR]",
 		Short: "Serve the workloads' entry points: DNS, HTTP front doors, writer and reader endpoints",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -85,7 +86,11 @@ func newRouter() *cobra.Command {
 				return &exitError{code: 2, err: err}
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			s, err := store.Connect(agent.OperatorEndpoints(t), t.Name, store.SkipSilentMembers(t.Control.CheckInterval, log))
+			sec, err := agent.LoadSecurity(t, dataDir, certs.Router)
+			if err != nil {
+				return err
+			}
+			s, err := sec.ConnectStore(nil, store.SkipSilentMembers(t.Control.CheckInterval, log))
 			if err != nil {
 				return err
 			}
@@ -95,6 +100,6 @@ func newRouter() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file")
 	cmd.Flags().StringVar(&home, "region", "", "the region this router sits in: the reader endpoint prefers its standbys (default: each workload's active region)")
-	cmd.Flags().String("data-dir", defaultDataDir, "unused; accepted for symmetry with the other commands")
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "where the router's certificate is (certs/router.crt)")
 	return cmd
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/lifeline-dr/lifeline/agent"
 	"github.com/lifeline-dr/lifeline/backup"
 	"github.com/lifeline-dr/lifeline/controller"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/status"
 	"github.com/lifeline-dr/lifeline/store"
@@ -56,9 +57,15 @@ func openBackupEnv(dataDir, workload string) (*backupEnv, error) {
 		return nil, err
 	}
 	abs, _ := filepath.Abs(dataDir)
+	sec, err := agent.LoadSecurity(t, abs, certs.Operator)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	return &backupEnv{t: t, s: s, w: w, dataDir: abs, b: &controller.Backups{
 		T: t, S: s, DataDir: abs, PGBin: bin, Owner: owner,
 		HostPort: func(h string, p int) (string, int) { return h, p },
+		Client:   sec.DatabaseClient,
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}}, nil
 }
@@ -472,7 +479,8 @@ func runSide(ctx context.Context, cmd *cobra.Command, e *backupEnv, into string,
 	} else if st.InRecovery {
 		return fmt.Errorf("side instance: still in recovery after start (log: %s)", pg.LogFile())
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "side instance running: psql -h 127.0.0.1 -p %d -U %s   (Ctrl-C stops it; the data stays in %s)\n", port, e.w.Database.Superuser, into)
+	// A scratch copy on 127.0.0.1 only, without TLS.
+	fmt.Fprintf(cmd.OutOrStdout(), "side instance running: psql \"host=127.0.0.1 port=%d user=%s sslmode=disable\"   (Ctrl-C stops it; the data stays in %s)\n", port, e.w.Database.Superuser, into)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	select {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/agent"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/local"
 	"github.com/lifeline-dr/lifeline/store"
 )
@@ -50,7 +51,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newController(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore(), newRouting(),
+	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newController(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore(), newRouting(), newCerts(),
 		newApprove(), newReject(), newFailover(), newSwitchover(), newFailback(), newAlarms(), newGameday(), newDemo(), newPlan())
 	return root
 }
@@ -62,7 +63,11 @@ func openStore(dataDir string) (*lifeline.Topology, *store.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := store.Connect(agent.OperatorEndpoints(t), t.Name, store.RequireLeader())
+	sec, err := agent.LoadSecurity(t, dataDir, certs.Operator)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := sec.ConnectStore(nil, store.RequireLeader())
 	if err != nil {
 		return nil, nil, err
 	}

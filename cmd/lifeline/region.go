@@ -54,11 +54,18 @@ func printPlan(out io.Writer, w *lifeline.Workload, kind, detail string) error {
 func follow(ctx context.Context, out io.Writer, s *store.Store, id string) error {
 	printed := map[string]bool{}
 	waiting := false
+	lastRead := time.Now()
 	for {
-		rb, err := runbook.Get(ctx, s, id)
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		rb, err := runbook.Get(rctx, s, id)
+		cancel()
 		if err != nil {
+			if time.Since(lastRead) > time.Minute {
+				return fmt.Errorf("runbook %s: the control store does not answer (%w); it may still run: lifeline runbooks", id, err)
+			}
 			fmt.Fprintf(out, "  (cannot read the runbook: %v; retrying)\n", err)
 		} else {
+			lastRead = time.Now()
 			for _, st := range rb.Steps {
 				if (st.State == runbook.Succeeded || st.State == runbook.Skipped || st.State == runbook.Failed) && !printed[st.Name] {
 					printed[st.Name] = true

@@ -21,13 +21,16 @@ const defaultDataDir = ".lifeline"
 
 func newUp() *cobra.Command {
 	var file, dataDir string
+	var insecure bool
 	cmd := &cobra.Command{
 		Use:   "up -f SPEC [--data-dir DIR]",
 		Short: "Build (or resume) a local topology on this machine and run it until Ctrl-C",
 		Long: `Runs every node of the spec on this machine, each on its own loopback address:
 the witness, one agent per node (each with its PostgreSQL), the WAN links.
 Ctrl-C (or lifeline down) stops everything cleanly; up again on the same
-data directory resumes without re-initialising.`,
+data directory resumes without re-initialising. Every connection between them
+(etcd, PostgreSQL) uses mutual TLS, with an authority and certificates made in
+the data directory (certs/).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			file, err := specOrDefault(cmd, file, dataDir)
@@ -51,11 +54,12 @@ data directory resumes without re-initialising.`,
 				os.Exit(130)
 			}()
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			return local.Up(ctx, t, local.Options{SpecFile: file, DataDir: dataDir, Out: cmd.OutOrStdout(), Logger: log})
+			return local.Up(ctx, t, local.Options{SpecFile: file, DataDir: dataDir, Out: cmd.OutOrStdout(), Logger: log, Insecure: insecure})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file (default: ./lifeline.yaml, else the embedded warm-standby example)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "where the topology keeps its data")
+	cmd.Flags().BoolVar(&insecure, "insecure", false, "no TLS on a new data directory: plain etcd and PostgreSQL connections (to measure what TLS costs)")
 	return cmd
 }
 

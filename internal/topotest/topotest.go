@@ -9,10 +9,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/internal/testenv"
 	"github.com/lifeline-dr/lifeline/status"
 )
@@ -128,13 +131,14 @@ func exclusive(t testing.TB) {
 	})
 }
 
-// Start runs `lifeline up` and waits until the topology is ready. Only one
-// topology runs on the machine at a time: Start waits for the others.
-func Start(t testing.TB, specFile, dataDir string) *Up {
+// Start runs `lifeline up` (with upArgs, e.g. --insecure) and waits until
+// the topology is ready. Only one topology runs on the machine at a time:
+// Start waits for the others.
+func Start(t testing.TB, specFile, dataDir string, upArgs ...string) *Up {
 	t.Helper()
 	exclusive(t)
 	u := &Up{t: t, DataDir: dataDir, Done: make(chan struct{})}
-	u.cmd = exec.Command(Binary(t), "up", "-f", specFile, "--data-dir", dataDir)
+	u.cmd = exec.Command(Binary(t), append([]string{"up", "-f", specFile, "--data-dir", dataDir}, upArgs...)...)
 	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := u.cmd.StdoutPipe()
 	if err != nil {
@@ -248,16 +252,40 @@ func (u *Up) WaitHealthy(t testing.TB, timeout time.Duration) *status.Report {
 	}
 }
 
-// ConnString is the superuser's connection string for a node of a local
-// topology without passwords.
-func ConnString(n status.Node) string {
-	return fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=5", n.Address, n.Port)
+// DSN is the superuser's connection string for a server of this topology
+// at addr (host:port: a node, the writer or reader endpoint), as the
+// operator: over TLS with the operator's certificate, the server checked
+// against the topology's authority, when the topology has one. A topology
+// with passwords needs the password added.
+func (u *Up) DSN(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	s := fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres connect_timeout=2", host, port)
+	f, err := certs.Find(certs.Dir(u.DataDir), certs.Operator)
+	if err != nil {
+		return s + " sslmode=disable"
+	}
+	return fmt.Sprintf("%s sslmode=verify-full sslrootcert=%s sslcert=%s sslkey=%s", s, f.CA, f.Cert, f.Key)
+}
+
+// PGEnv is the libpq environment of DSN's connections, for PostgreSQL's
+// own programs (pgbench, psql).
+func (u *Up) PGEnv() []string {
+	f, err := certs.Find(certs.Dir(u.DataDir), certs.Operator)
+	if err != nil {
+		return []string{"PGSSLMODE=disable"}
+	}
+	return []string{"PGSSLMODE=verify-full", "PGSSLROOTCERT=" + f.CA, "PGSSLCERT=" + f.Cert, "PGSSLKEY=" + f.Key}
+}
+
+// NodeDSN is DSN for a node's database.
+func (u *Up) NodeDSN(n status.Node) string {
+	return u.DSN(net.JoinHostPort(n.Address, strconv.Itoa(n.Port)))
 }
 
 // Connect opens a connection to a node, closed at cleanup.
-func Connect(t testing.TB, ctx context.Context, n status.Node) *pgx.Conn {
+func (u *Up) Connect(t testing.TB, ctx context.Context, n status.Node) *pgx.Conn {
 	t.Helper()
-	conn, err := pgx.Connect(ctx, ConnString(n))
+	conn, err := pgx.Connect(ctx, u.NodeDSN(n))
 	if err != nil {
 		t.Fatalf("connect %s/%s: %v", n.Region, n.Zone, err)
 	}
