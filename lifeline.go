@@ -228,6 +228,11 @@ type Workload struct {
 	Backups    Backups
 	Services   []Service
 	Routing    Routing
+	// Impact is what the workload's failures cost the business; the
+	// spec's tier defaults fill what it leaves out (spec.DefaultImpact).
+	Impact Impact
+	// Contacts are the people a continuity plan names.
+	Contacts []Contact
 }
 
 // Objectives are the recovery objectives the strategy must meet.
@@ -499,6 +504,10 @@ type NodeStatus struct {
 	// standby's WAL receiver is connected to its upstream.
 	Running   bool `json:"running"`
 	Streaming bool `json:"streaming"`
+	// ServerVersion is the server's server_version_num (150010); Settings
+	// the values of the settings a promotion depends on (PromotionSettings).
+	ServerVersion int               `json:"server_version_num,omitempty"`
+	Settings      map[string]string `json:"settings,omitempty"`
 	// Fenced is set by a primary's agent that stopped its server because it
 	// could not renew its lease.
 	Fenced      bool   `json:"fenced,omitempty"`

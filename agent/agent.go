@@ -188,6 +188,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			T: t, S: s, DataDir: a.cfg.DataDir, PGBin: a.cfg.PGBin, Owner: a.cfg.Owner, HostPort: a.dialer.HostPort, Log: a.log,
 			Client: a.sec.DatabaseClient,
 		},
+		Readiness: a.readiness(s),
 	})
 	if hostsSite {
 		// A site is a vantage point of the health checks.

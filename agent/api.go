@@ -56,7 +56,7 @@ func (a *Agent) serveAPI(ctx context.Context) error {
 	srv := api.New(api.Config{
 		T: t, S: s, Node: a.cfg.Node.String(), DataDir: a.cfg.DataDir, Tokens: tokens, Sampler: sampler, Backups: backups,
 		Sides:   &sidecopy.Runner{B: backups, Host: t.Address(a.cfg.Node), Parameters: SmallParameters},
-		Metrics: reg, Assets: web.Handler(), Log: log,
+		Metrics: reg, Assets: web.Handler(), Log: log, Ready: a.readiness(s).Gate,
 	})
 	go sampler.Run(ctx)
 	go tokens.Run(ctx)

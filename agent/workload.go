@@ -69,6 +69,9 @@ type workloadRunner struct {
 	// standby's, refreshed in the background, so that a promotion need
 	// not ask it on the way.
 	timelines timelineCheck
+	// facts caches the server's version and promotion settings, reported
+	// for the readiness checks.
+	facts serverFacts
 
 	mu        sync.Mutex
 	seen      *store.Watched // what the state watch last saw, until a reconcile takes it
@@ -926,6 +929,7 @@ func (r *workloadRunner) publish(ctx context.Context) error {
 		st.LSN = pst.LSN.String()
 		st.Timeline = pst.Timeline
 		st.Replicas = pst.Replicas
+		st.ServerVersion, st.Settings = r.facts.get(ctx, r.pg)
 		if pst.InRecovery {
 			st.ReceiveLSN = pst.ReceiveLSN.String()
 		}

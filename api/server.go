@@ -61,6 +61,9 @@ type Config struct {
 	Backups Backups
 	// Sides makes side copies (restores at a point in time); nil makes none.
 	Sides SideCopies
+	// Ready is the readiness gate of failovers and approvals
+	// (readiness.Runner.Gate); nil has none.
+	Ready func(ctx context.Context, w *lifeline.Workload, region string) error
 	// Metrics, when set, is served at /metrics; the server's own request
 	// metrics are registered in it.
 	Metrics *prometheus.Registry
@@ -107,7 +110,7 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, ops: &ops.Ops{T: cfg.T, S: cfg.S}, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, ops: &ops.Ops{T: cfg.T, S: cfg.S, Ready: cfg.Ready}, mux: http.NewServeMux()}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lifeline_api_requests_total",
 		Help: "HTTP API requests answered, by route and status code."}, []string{"route", "code"})
 	s.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "lifeline_api_request_duration_seconds",

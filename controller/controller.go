@@ -37,7 +37,15 @@ type Config struct {
 	Notify        Notifier
 	// Backups runs scheduled backups; nil runs none.
 	Backups *Backups
-	Logger  *slog.Logger
+	// Readiness evaluates, while this controller leads, whether each
+	// standby region can take over (readiness.Runner); nil: never.
+	Readiness Runner
+	Logger    *slog.Logger
+}
+
+// Runner is a loop the leader runs until its leadership ends.
+type Runner interface {
+	Run(ctx context.Context)
 }
 
 // Controller campaigns for leadership and, while it leads, acts.
@@ -140,6 +148,13 @@ func (c *Controller) lead(ctx context.Context, el *concurrency.Election) {
 		defer wg.Done()
 		c.schedule(ctx)
 	}()
+	if c.cfg.Readiness != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.cfg.Readiness.Run(ctx)
+		}()
+	}
 	tick := time.NewTicker(c.t.Control.CheckInterval)
 	defer tick.Stop()
 	lastPlace := time.Time{}

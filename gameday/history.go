@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 	"time"
 )
@@ -19,9 +20,12 @@ const HistoryFile = "gamedays/history.jsonl"
 
 // HistoryEntry is one past game day.
 type HistoryEntry struct {
-	ID         string    `json:"id"`
-	Scenario   string    `json:"scenario"`
-	Strategy   string    `json:"strategy,omitempty"`
+	ID       string `json:"id"`
+	Scenario string `json:"scenario"`
+	Strategy string `json:"strategy,omitempty"`
+	Workload string `json:"workload,omitempty"`
+	// Faults are the kinds of the faults injected (kill-zone, ...), once each.
+	Faults     []string  `json:"faults,omitempty"`
 	Started    time.Time `json:"started"`
 	Passed     bool      `json:"passed"`
 	Lost       int       `json:"lost_writes"`
@@ -39,7 +43,7 @@ func AppendHistory(dataDir string, r *Report) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	e := HistoryEntry{ID: r.ID, Scenario: r.Scenario, Strategy: r.Topology.Strategy, Started: r.Started, Passed: r.Passed,
+	e := HistoryEntry{ID: r.ID, Scenario: r.Scenario, Strategy: r.Topology.Strategy, Workload: r.Workload, Faults: r.FaultKinds(), Started: r.Started, Passed: r.Passed,
 		Lost: len(r.Figures.Lost), RPOSeconds: r.Figures.RPOSeconds, RTOSeconds: r.Figures.RTOSeconds,
 		Report: filepath.Join(r.Dir, ReportHTML)}
 	b, err := json.Marshal(e)
@@ -55,6 +59,18 @@ func AppendHistory(dataDir string, r *Report) error {
 		return fmt.Errorf("history: %w", err)
 	}
 	return f.Close()
+}
+
+// FaultKinds lists the kinds of the faults the run injected, once each, in
+// the order they came.
+func (r *Report) FaultKinds() []string {
+	var kinds []string
+	for _, f := range r.Figures.Faults {
+		if !slices.Contains(kinds, f.Name) {
+			kinds = append(kinds, f.Name)
+		}
+	}
+	return kinds
 }
 
 // History reads the data directory's past game days, oldest first, with

@@ -22,6 +22,9 @@ type Ops struct {
 	S *store.Store
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Ready checks that region can take w over now (readiness.Runner.Gate);
+	// nil checks nothing beyond controller.CheckFailover.
+	Ready func(ctx context.Context, w *lifeline.Workload, region string) error
 }
 
 func (o *Ops) now() time.Time {
@@ -29,6 +32,13 @@ func (o *Ops) now() time.Time {
 		return o.Now()
 	}
 	return time.Now()
+}
+
+func (o *Ops) ready(ctx context.Context, w *lifeline.Workload, region string) error {
+	if o.Ready == nil {
+		return nil
+	}
+	return o.Ready(ctx, w, region)
 }
 
 func (o *Ops) catalog() controller.Catalog { return controller.Catalog{Env: &controller.Env{T: o.T}} }
@@ -87,6 +97,9 @@ func (o *Ops) Decide(ctx context.Context, id string, d Decision) (*lifeline.Appr
 		}
 		copyRec := o.copyRecord(ctx, w.Name, rb.Params["to_region"])
 		if err := controller.CheckFailover(o.T, w, st, rb.Params["to_region"], reports, rb.Evidence, copyRec, o.now()); err != nil {
+			return nil, fmt.Errorf("approve %s: %w", rb.ID, err)
+		}
+		if err := o.ready(ctx, w, rb.Params["to_region"]); err != nil {
 			return nil, fmt.Errorf("approve %s: %w", rb.ID, err)
 		}
 	}
@@ -169,6 +182,9 @@ func (o *Ops) Failover(ctx context.Context, req FailoverRequest) (*runbook.Runbo
 	copyRec := o.copyRecord(ctx, w.Name, req.To)
 	if !req.Force {
 		if err := controller.CheckFailover(o.T, w, snap.State, req.To, snap.Reports, &ev, copyRec, now); err != nil {
+			return nil, fmt.Errorf("failover of %s to %s: %w", w.Name, req.To, err)
+		}
+		if err := o.ready(ctx, w, req.To); err != nil {
 			return nil, fmt.Errorf("failover of %s to %s: %w", w.Name, req.To, err)
 		}
 	}

@@ -182,6 +182,8 @@ func typeWord(goType string) string {
 		return "a whole number"
 	case goType == "bool":
 		return "true or false"
+	case goType == "float64":
+		return "a number"
 	}
 	return "a " + goType
 }
@@ -195,6 +197,7 @@ var sections = map[string]any{
 	"replicasSpec": replicasSpec{}, "routingSpec": routingSpec{}, "routerSpec": routerSpec{},
 	"healthSpec": healthSpec{}, "latencySpec": latencySpec{}, "geoSpec": geoSpec{},
 	"alertsSpec": alertsSpec{}, "webhookSpec": webhookSpec{},
+	"impactSpec": impactSpec{}, "riskSpec": riskSpec{}, "pricesSpec": pricesSpec{}, "contactSpec": contactSpec{},
 }
 
 func sectionName(typeName string) string {
@@ -372,6 +375,8 @@ type workloadSpec struct {
 	Backups    backupsSpec    `yaml:"backups"`
 	Services   []serviceSpec  `yaml:"services"`
 	Routing    routingSpec    `yaml:"routing"`
+	Impact     *impactSpec    `yaml:"impact"`
+	Contacts   []contactSpec  `yaml:"contacts"`
 }
 
 type objectivesSpec struct {
@@ -530,6 +535,13 @@ func (p *parser) build(f *fileSpec) *lifeline.Topology {
 			}
 			wl.Services = append(wl.Services, svc)
 		}
+		wl.Impact = unsetImpact()
+		if w.Impact != nil {
+			wl.Impact = p.buildImpact(fmt.Sprintf("workloads[%d].impact", i), w.Impact)
+		}
+		for _, c := range w.Contacts {
+			wl.Contacts = append(wl.Contacts, lifeline.Contact{Name: c.Name, Role: c.Role, Reach: c.Reach})
+		}
 		t.Workloads = append(t.Workloads, wl)
 	}
 	return t
@@ -682,6 +694,8 @@ func (p *parser) validate(t *lifeline.Topology) {
 		p.checkBackups(wp+".backups", w)
 		p.checkServices(wp, w)
 		p.checkRouting(wp+".routing", w)
+		p.checkImpact(wp+".impact", w)
+		p.checkContacts(wp+".contacts", w)
 	}
 }
 

@@ -66,6 +66,9 @@ type Workload struct {
 	// placement wants there now and how many pass their health checks.
 	Instances []RegionInstances `json:"instances"`
 	Nodes     []Node            `json:"nodes"`
+	// Readiness says, per standby region, whether it can take over now
+	// (READY) or which checks fail, as the controller leader last judged.
+	Readiness []lifeline.Readiness `json:"readiness,omitempty"`
 }
 
 // RegionInstances counts a region's service instances.
@@ -97,6 +100,7 @@ type Facts struct {
 	Failovers []lifeline.FailoverRecord
 	Backup    map[string]json.RawMessage // "last", "verify", "copy-<region>"
 	Health    []store.HealthResult
+	Readiness []lifeline.Readiness
 	Now       time.Time
 }
 
@@ -194,6 +198,9 @@ func Read(ctx context.Context, s *store.Store, workload string) (Facts, error) {
 	for _, h := range health {
 		f.Health = append(f.Health, h)
 	}
+	if f.Readiness, err = s.Readiness(ctx, workload); err != nil {
+		return f, err
+	}
 	f.Now = time.Now()
 	return f, nil
 }
@@ -242,6 +249,11 @@ func Build(t *lifeline.Topology, w *lifeline.Workload, f Facts) Workload {
 	}
 	if f.HasState {
 		out.Instances = instances(t, w, st, f.Health)
+	}
+	for _, r := range f.Readiness {
+		if r.Region != st.Active {
+			out.Readiness = append(out.Readiness, r)
+		}
 	}
 	primary, _ := st.PrimaryNode()
 	pst := reports[st.Primary]
@@ -340,6 +352,7 @@ func (r *Report) WriteTable(out io.Writer) error {
 				f.From, f.To, f.Started.Local().Format("2006-01-02 15:04:05"), f.Seconds, f.Kind)
 		}
 		writeBackups(out, w.Backups)
+		writeReadiness(out, w.Readiness)
 		if len(w.Instances) > 0 {
 			var parts []string
 			for _, ri := range w.Instances {
@@ -365,6 +378,21 @@ func (r *Report) WriteTable(out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// writeReadiness says, per standby region, READY or NOT READY with the
+// checks that fail.
+func writeReadiness(out io.Writer, rs []lifeline.Readiness) {
+	for _, r := range rs {
+		if r.Ready {
+			fmt.Fprintf(out, "standby %s: READY (since %s)\n", r.Region, r.Since.Local().Format("15:04:05"))
+			continue
+		}
+		fmt.Fprintf(out, "standby %s: NOT READY (since %s)\n", r.Region, r.Since.Local().Format("15:04:05"))
+		for _, c := range r.Failing() {
+			fmt.Fprintf(out, "  %s: %s\n", c.Name, c.Detail)
+		}
+	}
 }
 
 func writeBackups(out io.Writer, b Backups) {

@@ -13,6 +13,7 @@ import "path"
 //	workloads/<w>/backup/<name>            last backup, verification, copy per region
 //	workloads/<w>/controls/<region>        routing control (on/off) of a region; absent = on
 //	workloads/<w>/alarms/<id>              alarms raised (region down, ...)
+//	workloads/<w>/readiness/<region>       Readiness: can this standby region take over now (store/readiness.go)
 //	workloads/<w>/rejoins/<node>           how a node last rejoined (rewind, reseed; bytes copied)
 //	health/<target>/<vantage>              a vantage point's health-check result, under its lease
 //	runbooks/<id>                          runbook progress

@@ -53,7 +53,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newValidate(), newUp(), newDown(), newStatus(), newAgent(), newWitness(), newNode(), newLink(), newRouter(), newRunbooks(), newController(), newExampleApp(), newWALPush(), newWALFetch(), newBackup(), newRestore(), newRouting(), newCerts(),
-		newApprove(), newReject(), newFailover(), newSwitchover(), newFailback(), newAlarms(), newGameday(), newDemo(), newToken())
+		newApprove(), newReject(), newFailover(), newSwitchover(), newFailback(), newAlarms(), newGameday(), newDemo(), newToken(), newPlan())
 	// The commands that change something go through an agent's API with
 	// a token: --token, else $LIFELINE_TOKEN, else the admin token `up`
 	// left in the data directory.
