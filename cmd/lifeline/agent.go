@@ -9,6 +9,7 @@ import (
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/agent"
 	"github.com/lifeline-dr/lifeline/internal/certs"
+	"github.com/lifeline-dr/lifeline/local"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/router"
 	"github.com/lifeline-dr/lifeline/spec"
@@ -25,6 +26,9 @@ func newAgent() *cobra.Command {
 			t, err := spec.Load(file)
 			if err != nil {
 				return &exitError{code: 2, err: err}
+			}
+			if err := local.ApplyIsolation(t); err != nil {
+				return err
 			}
 			id, err := lifeline.ParseNodeID(node)
 			if err != nil {
@@ -65,6 +69,9 @@ func newWitness() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
+			if err := local.ApplyIsolation(t); err != nil {
+				return err
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			return agent.RunWitness(cmd.Context(), t, dataDir, log)
 		},
@@ -84,6 +91,9 @@ func newRouter() *cobra.Command {
 			t, err := spec.Load(file)
 			if err != nil {
 				return &exitError{code: 2, err: err}
+			}
+			if err := local.ApplyIsolation(t); err != nil {
+				return err
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			sec, err := agent.LoadSecurity(t, dataDir, certs.Router)
