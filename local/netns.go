@@ -226,7 +226,7 @@ func (r *Runner) startIn(name string, cmd *exec.Cmd, onExit func(error)) (<-chan
 		var names []string
 		for _, d := range r.doors {
 			cmd.ExtraFiles = append(cmd.ExtraFiles, d.file)
-			names = append(names, d.addr)
+			names = append(names, router.ActivationName(d.addr))
 		}
 		cmd.Env = append(cmd.Env, "LISTEN_FDS="+strconv.Itoa(len(r.doors)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
 	}

@@ -10,8 +10,8 @@ import (
 
 // Listeners handed to the router by whoever started it, by the systemd
 // socket-activation protocol: LISTEN_FDS descriptors from 3 up, named in
-// LISTEN_FDNAMES (colon-separated) by the address they listen on
-// ("127.0.1.1:8000"). A namespace topology hands the router the front
+// LISTEN_FDNAMES (colon-separated) by the address they listen on, host and
+// port joined by "_" ("127.0.1.1_8000"; ActivationName). A namespace topology hands the router the front
 // doors that listen on another host's address (a region's entry on its
 // first node); systemd can hand any.
 var activation struct {
@@ -43,12 +43,23 @@ func activated() {
 	os.Unsetenv("LISTEN_FDNAMES")
 }
 
+// ActivationName is the name of a listener on addr (host:port) in
+// LISTEN_FDNAMES, whose separator is ":".
+func ActivationName(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host + "_" + port
+}
+
 // inherited returns the listener handed over for addr, once.
 func inherited(addr string) net.Listener {
 	activation.once.Do(activated)
 	activation.mu.Lock()
 	defer activation.mu.Unlock()
-	ln := activation.byAddr[addr]
-	delete(activation.byAddr, addr)
+	name := ActivationName(addr)
+	ln := activation.byAddr[name]
+	delete(activation.byAddr, name)
 	return ln
 }
