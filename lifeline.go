@@ -74,6 +74,23 @@ const (
 	ModeDistributed Mode = "distributed"
 )
 
+// Isolation says how a local topology keeps its hosts apart on one machine.
+// It is not part of the spec: `lifeline up --isolation` chooses it, and
+// hands it to the processes it starts (LIFELINE_ISOLATION).
+type Isolation string
+
+const (
+	// IsolationLoopback puts every host on a loopback address of the
+	// machine; the wan package's routes carry what crosses regions, add
+	// its latency and cut links.
+	IsolationLoopback Isolation = "loopback"
+	// IsolationNetns puts every host in a network namespace of its own
+	// with its spec address: processes connect directly, as between real
+	// hosts; partitions drop packets and the latency delays them in the
+	// kernel's path (local/netns.go).
+	IsolationNetns Isolation = "netns"
+)
+
 // NodeID names a node by its region and zone: "eu-west/a".
 type NodeID struct {
 	Region string
@@ -117,6 +134,15 @@ type Topology struct {
 	Alerts    Alerts
 	API       API
 	Workloads []Workload
+	// Isolation of a local topology (empty: loopback); see Isolation.
+	Isolation Isolation `json:",omitempty"`
+}
+
+// RoutedWAN reports whether connections between this topology's hosts go
+// through the wan package's routes: a local topology on loopback. In a
+// namespace topology and on real hosts they are direct.
+func (t *Topology) RoutedWAN() bool {
+	return t.Mode == ModeLocal && t.Isolation != IsolationNetns
 }
 
 // API is where the operator surface listens: every agent serves the HTTP

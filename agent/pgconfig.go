@@ -8,6 +8,7 @@ import (
 
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/internal/certs"
+	"github.com/lifeline-dr/lifeline/internal/netns"
 	"github.com/lifeline-dr/lifeline/postgres"
 )
 
@@ -82,6 +83,9 @@ func (a *Agent) postgresConfig(w *lifeline.Workload, nodeDir string) (postgres.C
 		// addresses, and 127.0.0.1, the source of connections between
 		// loopback addresses on one machine.
 		cfg.Trust = []string{"127.0.0.1"}
+		if t.Isolation == lifeline.IsolationNetns {
+			cfg.Trust = append(cfg.Trust, netns.HostAddress)
+		}
 		for _, id := range t.Nodes() {
 			cfg.Trust = append(cfg.Trust, t.Address(id))
 		}
@@ -101,7 +105,8 @@ func (a *Agent) postgresConfig(w *lifeline.Workload, nodeDir string) (postgres.C
 // topologyAddresses are the addresses PostgreSQL accepts connections from:
 // every node, the witness, the router (whose endpoints pass clients'
 // connections on) and, in a local topology, 127.0.0.1, where connections
-// between loopback addresses come from.
+// between loopback addresses come from, and in a namespace topology the
+// machine's own address toward the namespaces.
 func topologyAddresses(t *lifeline.Topology) []string {
 	var addrs []string
 	seen := map[string]bool{}
@@ -115,6 +120,10 @@ func topologyAddresses(t *lifeline.Topology) []string {
 	}
 	if t.Mode == lifeline.ModeLocal {
 		add("127.0.0.1")
+	}
+	if t.Isolation == lifeline.IsolationNetns {
+		// The machine that runs the namespaces (its operator, its tests).
+		add(netns.HostAddress)
 	}
 	for _, id := range t.Nodes() {
 		add(t.Address(id))

@@ -90,7 +90,7 @@ func (s *Security) connect(urls []string, from *lifeline.NodeID, opts ...store.O
 		}
 		opts = append(opts, store.WithTLS(cfg))
 	}
-	if from != nil && s.t.Mode == lifeline.ModeLocal {
+	if from != nil && s.t.RoutedWAN() {
 		d := wan.NewDialer(s.t, from.String())
 		opts = append(opts, store.WithDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			var nd net.Dialer
@@ -111,9 +111,11 @@ func (s *Security) memberTLS() *store.MemberTLS {
 		return nil
 	}
 	m := &store.MemberTLS{CA: s.files.CA, Cert: s.files.Cert, Key: s.files.Key}
-	if s.t.Mode == lifeline.ModeLocal {
-		// One machine: every connection comes from 127.0.0.1, and the WAN
-		// emulator learns a peer connection's sender from the server name.
+	if s.t.RoutedWAN() {
+		// One machine on loopback: every connection comes from 127.0.0.1,
+		// and the WAN emulator learns a peer connection's sender from the
+		// server name. (In network namespaces, as on real hosts, each
+		// member connects from its own address and is checked by it.)
 		m.SkipSourceCheck = true
 		for _, site := range s.t.Sites() {
 			if s.identity == siteIdentity(site) {

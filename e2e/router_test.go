@@ -137,3 +137,15 @@ func TestRouter(t *testing.T) {
 		waitAnswer(t, w, host, west, 2*time.Minute)
 	})
 }
+
+// dnsFollowsRegionCut partitions the active region away from every other
+// host: the vantage points outside it can no longer reach its front door,
+// so DNS answers the other region; after the heal, the active region again.
+func dnsFollowsRegionCut(t *testing.T, u *topotest.Up, w status.Workload, host, region, activeEntry, otherEntry string) {
+	cut := time.Now()
+	lifeline(t, u, "link", "cut", region)
+	waitAnswer(t, w, host, otherEntry, time.Minute)
+	t.Logf("DNS answered %s %.1fs after %s was cut off", otherEntry, time.Since(cut).Seconds(), region)
+	lifeline(t, u, "link", "heal")
+	waitAnswer(t, w, host, activeEntry, 2*time.Minute)
+}

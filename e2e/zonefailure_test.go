@@ -243,40 +243,7 @@ func TestZoneFailure(t *testing.T) {
 	})
 
 	t.Run("a primary cut off from etcd fences itself before another is promoted", func(t *testing.T) {
-		old := primaryOf(u.Status(t).Workloads[0])
-		// Clients that write to the old primary directly, not through the
-		// writer endpoint: only fencing can stop them.
-		load, err := gameday.StartLoad(ctx, u.NodeDSN(old), 10*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := load.WaitAcksAfter(ctx, time.Time{}, 20); err != nil {
-			t.Fatal(err)
-		}
-		seen := gameday.WatchWriters(ctx, nodes, 20*time.Millisecond)
-		cut := time.Now()
-		lifeline(t, u, "link", "cut", name(old))
-		_, p := waitPrimary(t, u, name(old), time.Minute)
-		res := load.Stop()
-		rep := seen.Stop()
-		lastOld, ok := res.LastAckBefore(time.Now())
-		if !ok {
-			t.Fatal("no write acknowledged by the old primary")
-		}
-		newFirst, ok := rep.First[name(p)]
-		if !ok {
-			t.Fatalf("never saw %s writable", name(p))
-		}
-		if !lastOld.At.Before(newFirst) || !rep.Last[name(old)].Before(newFirst) {
-			t.Errorf("the old primary took a write at %s (last seen writable %s) but %s was writable from %s",
-				lastOld.At.Format("15:04:05.000"), rep.Last[name(old)].Format("15:04:05.000"), name(p), newFirst.Format("15:04:05.000"))
-		}
-		checkNoneLost(t, ctx, u, p, res)
-		t.Logf("cut at %s; old primary's last write %.2fs later; %s writable %.2fs after the cut",
-			cut.Format("15:04:05.000"), lastOld.At.Sub(cut).Seconds(), name(p), newFirst.Sub(cut).Seconds())
-
-		lifeline(t, u, "link", "heal")
-		waitNode(t, u, name(old), "sync-standby", 2*time.Minute)
+		cutOffPrimary(t, ctx, u, nodes)
 	})
 
 	t.Run("a former primary whose rewind fails is reseeded", func(t *testing.T) {
@@ -427,4 +394,45 @@ func tailOf(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// cutOffPrimary cuts the primary's node off from every other host (its
+// etcd member, its standbys, the router) while clients write to it
+// directly: it must fence itself before another node takes writes, and no
+// acknowledged write may be lost. Then the cut heals and it rejoins.
+func cutOffPrimary(t *testing.T, ctx context.Context, u *topotest.Up, nodes map[string]string) {
+	old := primaryOf(u.Status(t).Workloads[0])
+	// Clients that write to the old primary directly, not through the
+	// writer endpoint: only fencing can stop them.
+	load, err := gameday.StartLoad(ctx, u.NodeDSN(old), 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := load.WaitAcksAfter(ctx, time.Time{}, 20); err != nil {
+		t.Fatal(err)
+	}
+	seen := gameday.WatchWriters(ctx, nodes, 20*time.Millisecond)
+	cut := time.Now()
+	lifeline(t, u, "link", "cut", name(old))
+	_, p := waitPrimary(t, u, name(old), time.Minute)
+	res := load.Stop()
+	rep := seen.Stop()
+	lastOld, ok := res.LastAckBefore(time.Now())
+	if !ok {
+		t.Fatal("no write acknowledged by the old primary")
+	}
+	newFirst, ok := rep.First[name(p)]
+	if !ok {
+		t.Fatalf("never saw %s writable", name(p))
+	}
+	if !lastOld.At.Before(newFirst) || !rep.Last[name(old)].Before(newFirst) {
+		t.Errorf("the old primary took a write at %s (last seen writable %s) but %s was writable from %s",
+			lastOld.At.Format("15:04:05.000"), rep.Last[name(old)].Format("15:04:05.000"), name(p), newFirst.Format("15:04:05.000"))
+	}
+	checkNoneLost(t, ctx, u, p, res)
+	t.Logf("cut at %s; old primary's last write %.2fs later; %s writable %.2fs after the cut",
+		cut.Format("15:04:05.000"), lastOld.At.Sub(cut).Seconds(), name(p), newFirst.Sub(cut).Seconds())
+
+	lifeline(t, u, "link", "heal")
+	waitNode(t, u, name(old), "sync-standby", 2*time.Minute)
 }

@@ -80,7 +80,7 @@ func (r *Runner) serveControl() (*http.Server, error) {
 		}
 		if rule.A == "*" && req.PathValue("action") == "heal" {
 			r.wan.Heal(wan.Rule{})
-			reply(w, r.links(), nil)
+			reply(w, r.links(), r.applyCuts())
 			return
 		}
 		if err := r.checkParty(rule.A); err != nil {
@@ -102,7 +102,8 @@ func (r *Runner) serveControl() (*http.Server, error) {
 			reply(w, nil, fmt.Errorf("unknown action %q: want cut or heal", req.PathValue("action")))
 			return
 		}
-		reply(w, r.links(), nil)
+		// In network namespaces the packets themselves are dropped.
+		reply(w, r.links(), r.applyCuts())
 	})
 	mux.HandleFunc("POST /v1/latency", func(w http.ResponseWriter, req *http.Request) {
 		var d struct {
@@ -152,9 +153,13 @@ func (r *Runner) checkNode(name string) error {
 	return err
 }
 
-// checkParty validates a link endpoint: a region, a node, or the witness.
+// checkParty validates a link endpoint: a region, a node, the witness, or
+// the router when it has an address of its own.
 func (r *Runner) checkParty(p string) error {
 	if p == lifeline.WitnessSite {
+		return nil
+	}
+	if p == wan.RouterParty && r.hostOf(routerName) == wan.RouterParty {
 		return nil
 	}
 	if id, err := lifeline.ParseNodeID(p); err == nil {
@@ -167,14 +172,20 @@ func (r *Runner) checkParty(p string) error {
 
 // Links is the state of the emulated network.
 type Links struct {
-	LatencyMS float64     `json:"latency_ms"`
-	Cuts      []wan.Rule  `json:"cuts"`
-	Delays    []wan.Delay `json:"delays,omitempty"`
-	Routes    int         `json:"routes"`
+	// Isolation is loopback (routes cut) or netns (packets dropped).
+	Isolation lifeline.Isolation `json:"isolation,omitempty"`
+	LatencyMS float64            `json:"latency_ms"`
+	Cuts      []wan.Rule         `json:"cuts"`
+	Delays    []wan.Delay        `json:"delays,omitempty"`
+	Routes    int                `json:"routes"`
 }
 
 func (r *Runner) links() Links {
-	return Links{LatencyMS: float64(r.wan.Latency()) / float64(time.Millisecond), Cuts: r.wan.Rules(), Delays: r.wan.Delays(), Routes: len(r.wan.Routes())}
+	iso := r.t.Isolation
+	if iso == "" {
+		iso = lifeline.IsolationLoopback
+	}
+	return Links{Isolation: iso, LatencyMS: float64(r.wan.Latency()) / float64(time.Millisecond), Cuts: r.wan.Rules(), Delays: r.wan.Delays(), Routes: len(r.wan.Routes())}
 }
 
 // Bounds of the faults the control socket injects: a freeze always ends

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/spec"
 )
 
 // Files of a local topology's data directory.
@@ -111,12 +112,20 @@ func (d *DataDir) LogFile(name string) string {
 	return filepath.Join(d.Path, logDir, strings.ReplaceAll(name, "/", "-")+".log")
 }
 
+// SpecFile is where an operator's data directory of a distributed
+// topology holds its spec, for commands run from a workstation.
+const SpecFile = "lifeline.yaml"
+
 // LoadTopology reads the topology that `up` recorded in a data directory,
-// for commands run from another terminal.
+// for commands run from another terminal; without one (a workstation of a
+// distributed topology), the spec in the directory's lifeline.yaml.
 func LoadTopology(dir string) (*lifeline.Topology, error) {
 	b, err := os.ReadFile(filepath.Join(dir, topologyFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no topology in %s: start one with `lifeline up -f SPEC --data-dir %s`", dir, dir)
+		if _, serr := os.Stat(filepath.Join(dir, SpecFile)); serr == nil {
+			return spec.Load(filepath.Join(dir, SpecFile))
+		}
+		return nil, fmt.Errorf("no topology in %s: start one with `lifeline up -f SPEC --data-dir %s`, or put a distributed topology's spec in %s", dir, dir, filepath.Join(dir, SpecFile))
 	}
 	if err != nil {
 		return nil, err

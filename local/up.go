@@ -18,6 +18,7 @@ import (
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/agent"
 	"github.com/lifeline-dr/lifeline/internal/certs"
+	"github.com/lifeline-dr/lifeline/internal/netns"
 	"github.com/lifeline-dr/lifeline/internal/proc"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/wan"
@@ -42,6 +43,10 @@ type Options struct {
 	// Insecure runs without TLS, unless the data directory already holds
 	// certificates (to measure what TLS costs; never the default).
 	Insecure bool
+	// Isolation is "loopback" (the default), "netns" or "auto" (netns
+	// where it can be used, else loopback with a notice). A data directory
+	// keeps the isolation it was built with.
+	Isolation string
 }
 
 // Runner runs a local topology: the WAN links, the witness, one agent
@@ -64,6 +69,11 @@ type Runner struct {
 	// frozen are the nodes stopped by `node freeze`, with the timer that
 	// thaws each.
 	frozen map[string]*time.Timer
+
+	// lab holds the network namespaces of a netns topology (nil on
+	// loopback), and doors the listeners opened in them for the router.
+	lab   *netns.Lab
+	doors []handedDoor
 }
 
 // routerName is the router's process name among the nodes.
@@ -107,11 +117,26 @@ func Up(ctx context.Context, t *lifeline.Topology, opts Options) error {
 	if err != nil {
 		return err
 	}
+	absDir, err := filepath.Abs(opts.DataDir)
+	if err != nil {
+		return err
+	}
+	iso, notice, err := chooseIsolation(opts.Isolation, t, absDir)
+	if err != nil {
+		return err
+	}
+	if notice != "" {
+		fmt.Fprintln(opts.Out, "notice: "+notice)
+	}
+	t.Isolation = iso
 	dir, err := OpenDataDir(opts.DataDir, t)
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
+	if err := recordIsolation(dir.Path, iso); err != nil {
+		return err
+	}
 	if err := owner.CheckReachable(filepath.Join(dir.Path, "nodes")); err != nil {
 		return err
 	}
@@ -161,7 +186,15 @@ func (r *Runner) run(ctx context.Context) error {
 		return fmt.Errorf("%w (is another topology running on these addresses?)", err)
 	}
 	defer r.wan.Close()
-	if lat := r.t.Links.CrossRegion.Latency; lat > 0 {
+	if r.t.Isolation == lifeline.IsolationNetns {
+		defer r.closeLab() // after every process has stopped (deferred later, run sooner)
+		if err := r.buildLab(); err != nil {
+			return err
+		}
+		if lat := r.t.Links.CrossRegion.Latency; lat > 0 {
+			r.printf("wan: every packet between regions delayed %s each way", lat)
+		}
+	} else if lat := r.t.Links.CrossRegion.Latency; lat > 0 {
 		r.printf("wan: %d routes, cross-region latency %s each way", len(r.wan.Routes()), lat)
 	}
 	srv, err := r.serveControl()
@@ -233,7 +266,13 @@ func (r *Runner) startProcess(name string) error {
 	// in order, and `node kill` takes the agent and its PostgreSQL at once.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &process{name: name, args: args, cmd: cmd, state: "running", started: time.Now()}
-	done, err := proc.Start(cmd, syscall.SIGTERM, func(err error) {
+	start := func(cmd *exec.Cmd, onExit func(error)) (<-chan struct{}, error) {
+		return proc.Start(cmd, syscall.SIGTERM, onExit)
+	}
+	if r.lab != nil {
+		start = func(cmd *exec.Cmd, onExit func(error)) (<-chan struct{}, error) { return r.startIn(name, cmd, onExit) }
+	}
+	done, err := start(cmd, func(err error) {
 		logf.Close()
 		r.mu.Lock()
 		p.err = err

@@ -197,6 +197,10 @@ func (d *door) Listen() error {
 	if d.ln != nil {
 		return nil
 	}
+	if ln := inherited(d.cfg.Addr); ln != nil {
+		d.ln = ln
+		return nil
+	}
 	ln, err := net.Listen("tcp", d.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("front door %s: %w", d.cfg.Addr, err)

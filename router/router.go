@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -112,7 +113,7 @@ func Run(ctx context.Context, t *lifeline.Topology, s *store.Store, opts Options
 			cfg.Name = w.Name + "/" + region.Name
 			reg := NewRegional(region.Name, cfg, log)
 			r.regional[w.Name+"/"+region.Name] = reg
-			run("front door of "+w.Name+" in "+region.Name, runDoor(reg.door))
+			run("front door of "+w.Name+" in "+region.Name, runRegionalDoor(reg.door, log))
 		}
 	}
 	r.rebuild(ctx)
@@ -141,6 +142,22 @@ func drain(errs <-chan error) []error {
 		out = append(out, err)
 	}
 	return out
+}
+
+// runRegionalDoor runs a region's front door where its entry address is
+// on this host (or was handed over); on real hosts a router runs on each
+// region's entry host, and the others leave that region's door to it.
+func runRegionalDoor(d *door, log *slog.Logger) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := d.Listen(); err != nil {
+			if errors.Is(err, syscall.EADDRNOTAVAIL) {
+				log.Info("front door not on this host: left to the router on its entry host", "addr", d.cfg.Addr)
+				return nil
+			}
+			return err
+		}
+		return d.Run(ctx)
+	}
 }
 
 func runDoor(d *door) func(context.Context) error {

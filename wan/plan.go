@@ -40,7 +40,8 @@ const (
 	FirstPort = 20001
 )
 
-// Plan lists every route of a local topology; nil for a distributed one.
+// Plan lists every route of a local topology on loopback; nil for a
+// namespace topology and a distributed one, whose hosts connect directly.
 // It is a pure function of the topology, so the process that runs the links
 // and every agent that dials through them agree without talking.
 //
@@ -49,7 +50,7 @@ const (
 // (also inside its region, so that one node can be cut off from etcd), and
 // all etcd peer traffic (every member is in its own site).
 func Plan(t *lifeline.Topology) []Route {
-	if t.Mode != lifeline.ModeLocal {
+	if !t.RoutedWAN() {
 		return nil
 	}
 	type endpoint struct {
@@ -170,10 +171,10 @@ func (d *Dialer) HostPort(host string, port int) (string, int) {
 }
 
 // PeerAddress is the host:port other members dial to reach a site's etcd
-// member (its route, in a local topology).
+// member (its route, in a local topology on loopback).
 func PeerAddress(t *lifeline.Topology, s lifeline.Site) string {
 	port := t.Control.PeerPort
-	if t.Mode == lifeline.ModeLocal {
+	if t.RoutedWAN() {
 		port = PeerPort
 	}
 	return net.JoinHostPort(s.Address, strconv.Itoa(port))

@@ -12,6 +12,15 @@
 //	go test ./bench/zone-failover -run XXX -bench . -benchtime 1x -v -timeout 30m
 //
 // BENCH_RUNS (default 5) sets the runs; BENCH_PEERS=0 skips Patroni.
+//
+// BenchmarkZoneFailoverCut is the cut variant: the primary's zone is
+// partitioned away (`link cut NODE` on the namespace topology, where every
+// packet between it and the other hosts is dropped), not killed, under the
+// same writer through the writer endpoint; three runs (BENCH_RUNS), each
+// ending with the heal and the old primary back as a synchronous standby.
+// RTO counts from the cut. It needs root (network namespaces).
+//
+//	go test ./bench/zone-failover -run XXX -bench Cut -benchtime 1x -v -timeout 30m
 package zonefailover
 
 import (
@@ -41,7 +50,8 @@ func BenchmarkZoneFailover(b *testing.B) {
 		runs = n
 	}
 	for i := 0; i < b.N; i++ {
-		rtos, lost := lifeline(b, runs)
+		u := topotest.Start(b, topotest.Example(b, "warm-standby"), filepath.Join(testenv.Dir(b), "data"))
+		rtos, lost := lifeline(b, u, runs, kill)
 		sort.Float64s(rtos)
 		fmt.Printf("\n== Lifeline zone failover, warm-standby example, default settings (lease-ttl 3s, check-interval 500ms), %d runs\n", runs)
 		fmt.Printf("RTO (s)            min %7.3f  median %7.3f  max %7.3f   raw=%v\n", rtos[0], median(rtos), rtos[len(rtos)-1], rtos)
@@ -53,10 +63,37 @@ func BenchmarkZoneFailover(b *testing.B) {
 	}
 }
 
-func lifeline(b *testing.B, runs int) ([]float64, []int) {
+func BenchmarkZoneFailoverCut(b *testing.B) {
+	runs := 3
+	if n, err := strconv.Atoi(os.Getenv("BENCH_RUNS")); err == nil && n > 0 {
+		runs = n
+	}
+	for i := 0; i < b.N; i++ {
+		u := topotest.StartNetns(b, topotest.Example(b, "warm-standby"), filepath.Join(testenv.Dir(b), "data"))
+		rtos, lost := lifeline(b, u, runs, cut)
+		sort.Float64s(rtos)
+		fmt.Printf("\n== Lifeline zone failover, the primary's zone cut off (network namespaces, packets dropped), warm-standby example, default settings, %d runs\n", runs)
+		fmt.Printf("RTO (s)            min %7.3f  median %7.3f  max %7.3f   raw=%v\n", rtos[0], median(rtos), rtos[len(rtos)-1], rtos)
+		fmt.Printf("acked writes lost  total %d   raw=%v\n", sum(lost), lost)
+		b.ReportMetric(median(rtos), "rto-median-s")
+		b.ReportMetric(rtos[len(rtos)-1], "rto-max-s")
+	}
+}
+
+// A fault takes a node away; its undo brings it back.
+type fault struct {
+	name     string
+	do, undo []string // lifeline arguments; the node is appended
+}
+
+var (
+	kill = fault{name: "killed", do: []string{"node", "kill"}, undo: []string{"node", "start"}}
+	cut  = fault{name: "cut off", do: []string{"link", "cut"}, undo: []string{"link", "heal"}}
+)
+
+func lifeline(b *testing.B, u *topotest.Up, runs int, f fault) ([]float64, []int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	u := topotest.Start(b, topotest.Example(b, "warm-standby"), filepath.Join(testenv.Dir(b), "data"))
 	var rtos []float64
 	var lost []int
 	for run := 1; run <= runs; run++ {
@@ -68,8 +105,8 @@ func lifeline(b *testing.B, runs int) ([]float64, []int) {
 		}
 		time.Sleep(5*time.Second + time.Duration(rand.IntN(1000))*time.Millisecond)
 		killed := time.Now()
-		if out, err := u.Lifeline("node", "kill", name(old)); err != nil {
-			b.Fatalf("kill: %v\n%s", err, out)
+		if out, err := u.Lifeline(append(f.do, name(old))...); err != nil {
+			b.Fatalf("%s: %v\n%s", f.name, err, out)
 		}
 		wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
 		err = load.WaitRecovered(wctx, killed, 30)
@@ -87,11 +124,11 @@ func lifeline(b *testing.B, runs int) ([]float64, []int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		fmt.Printf("run %d: killed %s; %s took over; RTO %.3fs; %d acknowledged, %d lost; %s\n", run, name(old), name(np), rto.Seconds(), len(res.Acked), len(missing), breakdown(b, u, killed))
+		fmt.Printf("run %d: %s %s; %s took over; RTO %.3fs; %d acknowledged, %d lost; %s\n", run, f.name, name(old), name(np), rto.Seconds(), len(res.Acked), len(missing), breakdown(b, u, killed))
 		rtos = append(rtos, rto.Seconds())
 		lost = append(lost, len(missing))
-		if out, err := u.Lifeline("node", "start", name(old)); err != nil {
-			b.Fatalf("start: %v\n%s", err, out)
+		if out, err := u.Lifeline(append(f.undo, name(old))...); err != nil {
+			b.Fatalf("undo: %v\n%s", err, out)
 		}
 	}
 	return rtos, lost

@@ -17,6 +17,7 @@ import (
 	"github.com/lifeline-dr/lifeline/agent"
 	"github.com/lifeline-dr/lifeline/api"
 	"github.com/lifeline-dr/lifeline/internal/certs"
+	"github.com/lifeline-dr/lifeline/local"
 	"github.com/lifeline-dr/lifeline/metrics"
 	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/router"
@@ -34,6 +35,9 @@ func newAgent() *cobra.Command {
 			t, err := spec.Load(file)
 			if err != nil {
 				return &exitError{code: 2, err: err}
+			}
+			if err := local.ApplyIsolation(t); err != nil {
+				return err
 			}
 			id, err := lifeline.ParseNodeID(node)
 			if err != nil {
@@ -74,6 +78,9 @@ func newWitness() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
+			if err := local.ApplyIsolation(t); err != nil {
+				return err
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			return agent.RunWitness(cmd.Context(), t, dataDir, log)
 		},
@@ -96,6 +103,9 @@ with the data directory's certificate.`,
 			t, err := spec.Load(file)
 			if err != nil {
 				return &exitError{code: 2, err: err}
+			}
+			if err := local.ApplyIsolation(t); err != nil {
+				return err
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			sec, err := agent.LoadSecurity(t, dataDir, certs.Router)

@@ -23,17 +23,24 @@ import (
 const defaultDataDir = ".lifeline"
 
 func newUp() *cobra.Command {
-	var file, dataDir string
+	var file, dataDir, isolation string
 	var insecure bool
 	cmd := &cobra.Command{
-		Use:   "up -f SPEC [--data-dir DIR]",
+		Use:   "up -f SPEC [--data-dir DIR] [--isolation loopback|netns|auto]",
 		Short: "Build (or resume) a local topology on this machine and run it until Ctrl-C",
 		Long: `Runs every node of the spec on this machine, each on its own loopback address:
 the witness, one agent per node (each with its PostgreSQL), the WAN links.
 Ctrl-C (or lifeline down) stops everything cleanly; up again on the same
 data directory resumes without re-initialising. Every connection between them
 (etcd, PostgreSQL) uses mutual TLS, with an authority and certificates made in
-the data directory (certs/).`,
+the data directory (certs/).
+
+--isolation netns (root) puts every host in a network namespace of its own
+with its spec address: one bridge per region, a routed core between them,
+and the machine reaching every address; link cut drops packets there, so
+every protocol is cut alike, and the cross-region latency delays every
+packet between regions. The default, loopback, puts every host on a
+loopback address and routes what crosses regions through user-space links.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			file, err := specOrDefault(cmd, file, dataDir)
@@ -58,7 +65,7 @@ the data directory (certs/).`,
 			}()
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			out := cmd.OutOrStdout()
-			return local.Up(ctx, t, local.Options{SpecFile: file, DataDir: dataDir, Out: out, Logger: log, Insecure: insecure,
+			return local.Up(ctx, t, local.Options{SpecFile: file, DataDir: dataDir, Out: out, Logger: log, Insecure: insecure, Isolation: isolation,
 				Prepare: func(dir string) error {
 					// One self-signed pair for every agent, before they start.
 					_, err := api.EnsureSelfSigned(dir, api.Hosts(t))
@@ -91,6 +98,7 @@ the data directory (certs/).`,
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file (default: ./lifeline.yaml, else the embedded warm-standby example)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "where the topology keeps its data")
+	cmd.Flags().StringVar(&isolation, "isolation", "", "how hosts are kept apart: loopback (addresses of this machine; the default), netns (a network namespace each; needs root), auto (netns where it can be used); a data directory keeps its own")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "no TLS on a new data directory: plain etcd and PostgreSQL connections (to measure what TLS costs)")
 	return cmd
 }

@@ -24,8 +24,11 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lifeline-dr/lifeline/internal/certs"
+	"github.com/lifeline-dr/lifeline/internal/netns"
 	"github.com/lifeline-dr/lifeline/internal/testenv"
+	"github.com/lifeline-dr/lifeline/spec"
 	"github.com/lifeline-dr/lifeline/status"
+	"github.com/lifeline-dr/lifeline/wan"
 )
 
 var (
@@ -172,6 +175,34 @@ func Start(t testing.TB, specFile, dataDir string, upArgs ...string) *Up {
 		t.Fatalf("lifeline up not ready after 3m:\n%s", u.Output())
 	}
 	return u
+}
+
+// StartNetns runs the topology with --isolation netns: every host in a
+// network namespace of its own, partitions that drop packets. It skips the
+// test, saying why, where namespaces cannot be used (not root, a container
+// without the capabilities). At cleanup, once `up` has stopped, it checks
+// that the machine's routes into the namespaces are gone (every address of
+// the spec is this machine's loopback address again).
+func StartNetns(t testing.TB, specFile, dataDir string, upArgs ...string) *Up {
+	t.Helper()
+	if err := netns.Check(); err != nil {
+		t.Skipf("network namespaces cannot be used here (%v): the namespace topology's tests need root on Linux", err)
+	}
+	top, err := spec.Load(specFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for ip := range wan.Parties(top) {
+			l, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
+			if err != nil {
+				t.Errorf("%s is still routed into a namespace after up stopped: %v", ip, err)
+				continue
+			}
+			l.Close()
+		}
+	})
+	return Start(t, specFile, dataDir, append([]string{"--isolation", "netns"}, upArgs...)...)
 }
 
 // Output is what `up` printed so far.
