@@ -107,6 +107,16 @@ func (e *Env) state(ctx context.Context, w string, opts ...clientv3.OpOption) (l
 	return st, rev, err
 }
 
+// current returns the runbook's workload and its stored state.
+func (e *Env) current(ctx context.Context, rb *runbook.Runbook) (*lifeline.Workload, lifeline.WorkloadState, error) {
+	w, err := e.workload(rb)
+	if err != nil {
+		return nil, lifeline.WorkloadState{}, err
+	}
+	st, _, err := e.state(ctx, w.Name)
+	return w, st, err
+}
+
 // until calls ok every interval until it reports true, fails, or timeout
 // passes (then it returns the last note with ErrTimeout).
 func (e *Env) until(ctx context.Context, timeout, every time.Duration, ok func() (bool, string, error)) (string, error) {

@@ -22,11 +22,7 @@ func (s *reroute) Check(_ context.Context, rb *runbook.Runbook) (bool, error) {
 }
 
 func (s *reroute) Do(ctx context.Context, rb *runbook.Runbook) (string, error) {
-	w, err := s.workload(rb)
-	if err != nil {
-		return "", err
-	}
-	st, _, err := s.state(ctx, w.Name)
+	w, st, err := s.current(ctx, rb)
 	if err != nil {
 		return "", err
 	}

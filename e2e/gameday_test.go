@@ -49,12 +49,12 @@ func gamedayRun(t *testing.T, u *topotest.Up, scenario string) *gameday.Report {
 	return rep
 }
 
-// TestGameday runs two example game days on one warm-standby topology:
-// an accidental DELETE whose rows come back from a point-in-time restore,
-// then the loss of the primary's zone, which loses no acknowledged write
-// and reports as RTO the ledger's own first successful write after it.
-func TestGameday(t *testing.T) {
-	u := topotest.Start(t, topotest.Example(t, "warm-standby"), filepath.Join(testenv.Dir(t), "data"))
+// gamedays runs game days on the warm-standby topology, as a user would
+// (gameday run --attach): an accidental DELETE whose rows come back from a
+// point-in-time restore; the loss of the primary's zone, which loses no
+// acknowledged write and reports as RTO the ledger's own first successful
+// write after it; and every other fault, each injected and healed.
+func gamedays(t *testing.T, u *topotest.Up) {
 	w := u.WaitHealthy(t, time.Minute).Workloads[0]
 
 	t.Run("accidental delete recovered by PITR", func(t *testing.T) {

@@ -111,7 +111,7 @@ func gaugeValue(scrape []byte, name, labels string) (float64, bool) {
 	return 0, false
 }
 
-// TestOperatorSurface runs the operator surface on one topology: the API's
+// operatorSurface runs the operator surface on one topology: the API's
 // tokens and roles, the CLI going through the API (the audit log names the
 // token), /metrics linted by promtool with its lag gauge following a
 // stopped standby, and the dashboard in headless Chromium: every node with
@@ -120,8 +120,7 @@ func gaugeValue(scrape []byte, name, labels string) (float64, bool) {
 // killed for it: a region failover begun while the old primary still holds
 // its lease ends at its gate, so one cannot be made to wait otherwise).
 // The failover then runs: the test accepts it and ends the topology there.
-func TestOperatorSurface(t *testing.T) {
-	u := topotest.Start(t, topotest.Example(t, "warm-standby"), filepath.Join(testenv.Dir(t), "data"))
+func operatorSurface(t *testing.T, u *topotest.Up) {
 	rep := u.WaitHealthy(t, 2*time.Minute)
 	w := rep.Workloads[0]
 	topo, err := local.LoadTopology(u.DataDir)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 
 	ll "github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/gameday"
-	"github.com/lifeline-dr/lifeline/internal/testenv"
 	"github.com/lifeline-dr/lifeline/internal/topotest"
 	"github.com/lifeline-dr/lifeline/status"
 )
@@ -134,7 +132,7 @@ func postOrder(w status.Workload, host string) (map[string]any, error) {
 	return out, json.Unmarshal(b, &out)
 }
 
-// TestRegionFailure runs the region story on the warm-standby example,
+// regionFailure runs the region story on the warm-standby example,
 // under a steady writer through the writer endpoint: a planned switchover
 // to the other region and back (no acknowledged write lost, the old
 // primary follows without a rewind), refusals, the loss of the whole
@@ -142,10 +140,9 @@ func postOrder(w status.Workload, host string) (map[string]any, error) {
 // in the other region and the only writes lost are the newest ones), and
 // the failback once the region returns (no write lost, the old primary
 // rejoins by pg_rewind). Never two writable primaries.
-func TestRegionFailure(t *testing.T) {
+func regionFailure(t *testing.T, u *topotest.Up) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	u := topotest.Start(t, topotest.Example(t, "warm-standby"), filepath.Join(testenv.Dir(t), "data"))
 	w := u.WaitHealthy(t, 2*time.Minute).Workloads[0]
 	nodes := map[string]string{}
 	for _, n := range w.Nodes {

@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"context"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/lifeline-dr/lifeline/internal/testenv"
 	"github.com/lifeline-dr/lifeline/internal/topotest"
 	"github.com/lifeline-dr/lifeline/status"
 )
@@ -50,12 +48,11 @@ func waitAnswer(t *testing.T, w status.Workload, host, want string, timeout time
 	}
 }
 
-// TestRouter: real DNS answers follow the health of the active region's
+// router: real DNS answers follow the health of the active region's
 // front door as the vantage points see it; HTTP through the global entry
 // point keeps succeeding while a service instance dies; a routing change
 // that would switch every region off is refused with the rule's name.
-func TestRouter(t *testing.T) {
-	u := topotest.Start(t, topotest.Example(t, "warm-standby"), filepath.Join(testenv.Dir(t), "data"))
+func router(t *testing.T, u *topotest.Up) {
 	w := u.WaitHealthy(t, time.Minute).Workloads[0]
 	const host = "orders.shop.internal"
 	west, central := "", ""

@@ -17,7 +17,7 @@ import (
 )
 
 // TestStrategies loses the active region of the other example specs under a
-// steady writer (warm-standby is TestRegionFailure's): active-active fails
+// steady writer (warm-standby is TestWarmStandby's region failure): active-active fails
 // over on the witness quorum alone (failover: auto), pilot-light after an
 // approval, scaling its services from none, and backup-restore after an
 // approval by restoring eu-central's own copy of the backups. In each the

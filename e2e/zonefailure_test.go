@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/lifeline-dr/lifeline/gameday"
-	"github.com/lifeline-dr/lifeline/internal/testenv"
 	"github.com/lifeline-dr/lifeline/internal/topotest"
 	"github.com/lifeline-dr/lifeline/status"
 )
@@ -97,14 +96,13 @@ func checkNoneLost(t *testing.T, ctx context.Context, u *topotest.Up, node statu
 	}
 }
 
-// TestZoneFailure runs the zone-failure story on the warm-standby example:
+// zoneFailure runs the zone-failure story on the warm-standby example:
 // the primary's zone is lost, the cut-off primary fences itself, old
 // primaries rejoin by pg_rewind or by a new base backup; throughout, no
 // acknowledged write is lost and no two nodes accept writes at once.
-func TestZoneFailure(t *testing.T) {
+func zoneFailure(t *testing.T, u *topotest.Up) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	u := topotest.Start(t, topotest.Example(t, "warm-standby"), filepath.Join(testenv.Dir(t), "data"))
 	w := u.WaitHealthy(t, time.Minute).Workloads[0]
 	nodes := map[string]string{}
 	for _, n := range w.Nodes {

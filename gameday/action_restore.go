@@ -75,7 +75,7 @@ func (a *restore) Run(ctx context.Context) error {
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer stop()
-	sideDSN, err := pgDSN(side, w.Database.Superuser)
+	sideDSN, err := a.env.pgDSN(side, w.Database.Superuser)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package gameday_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +77,28 @@ func TestExpectation_Check(t *testing.T) {
 	x, _ := gameday.ParseExpectation("rto <= 30s")
 	if v := gameday.Check([]gameday.Expectation{x}, gameday.Figures{Faults: []gameday.FaultFigures{{Name: "kill-zone", Detail: "eu-west/a"}}}, obj)[0]; v.Passed || v.Got != "not measured: no write succeeded after kill-zone eu-west/a" {
 		t.Errorf("rto without a write after the fault: %+v", v)
+	}
+}
+
+// A final read that failed measures no lost write: the acknowledged writes
+// are not called lost, and every expectation on them fails as not measured.
+func TestAnalyze_Unread(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	raw := gameday.Raw{LoadStart: t0, LoadEnd: t0.Add(10 * time.Second),
+		Attempts: []gameday.Attempt{{ID: "w1", Op: gameday.OpWrite, Outcome: gameday.OK, Start: t0, End: t0.Add(time.Millisecond)}},
+		Events:   []gameday.Event{{Kind: gameday.StepInject, Name: "kill-zone", Start: t0.Add(time.Second), End: t0.Add(time.Second)}}}
+	f := gameday.Analyze(raw)
+	if !f.Unread || len(f.Lost) != 0 {
+		t.Fatalf("unread %v, lost %v: want unread and none lost", f.Unread, f.Lost)
+	}
+	for _, expr := range []string{"lost-writes == 0", "rpo <= 1s", "unexpected == 0"} {
+		x, _ := gameday.ParseExpectation(expr)
+		if v := gameday.Check([]gameday.Expectation{x}, f, gameday.Objectives{})[0]; v.Passed || !strings.HasPrefix(v.Got, "not measured: the database could not be read") {
+			t.Errorf("%s: %+v", expr, v)
+		}
+	}
+	if got := f.RPOText(); !strings.HasPrefix(got, "not measured") {
+		t.Errorf("RPOText %q", got)
 	}
 }
 

@@ -8,12 +8,15 @@ import (
 	"net"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/lifeline-dr/lifeline"
+	"github.com/lifeline-dr/lifeline/internal/certs"
 	"github.com/lifeline-dr/lifeline/local"
+	"github.com/lifeline-dr/lifeline/postgres"
 	"github.com/lifeline-dr/lifeline/status"
 )
 
@@ -264,15 +267,29 @@ func (e *Env) writerDSN(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return pgDSN(st.Writer, w.Database.Superuser)
+	return e.pgDSN(st.Writer, w.Database.Superuser)
 }
 
-// pgDSN is a connection string for host:port as the superuser of a local
-// topology.
-func pgDSN(addr, user string) (string, error) {
+// pgDSN is a connection string for host:port as user (the superuser) of
+// the topology, as the operator: over TLS with the operator's certificate
+// of the data directory, the server checked against the topology's
+// authority, when the topology has one (plain for `up --insecure`).
+func (e *Env) pgDSN(addr, user string) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("endpoint %q: %w", addr, err)
 	}
-	return fmt.Sprintf("host=%s port=%s user=%s dbname=postgres sslmode=disable connect_timeout=5", host, port, user), nil
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", fmt.Errorf("endpoint %q: %w", addr, err)
+	}
+	c := postgres.Client{User: user}
+	if dir := certs.Dir(e.DataDir); certs.HasAuthority(dir) {
+		f, err := certs.Find(dir, certs.Operator)
+		if err != nil {
+			return "", err
+		}
+		c.TLS = &postgres.TLSFiles{CA: f.CA, Cert: f.Cert, Key: f.Key}
+	}
+	return c.Conninfo(host, p, "", "postgres"), nil
 }

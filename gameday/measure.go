@@ -30,7 +30,8 @@ type Raw struct {
 	Attempts  []Attempt `json:"attempts"`
 	Events    []Event   `json:"events"`
 	// Present are the ids of this run's writes that the database held
-	// after recovery, read at PresentRead.
+	// after recovery, read at PresentRead; a zero PresentRead is a final
+	// read that failed: no write is then called lost or unexpected.
 	Present     []string  `json:"present"`
 	PresentRead time.Time `json:"present_read"`
 	Runbooks    []Runbook `json:"runbooks,omitempty"`
@@ -46,6 +47,9 @@ type Figures struct {
 	Unknown      int     `json:"unknown"`
 	Availability float64 `json:"availability_percent"`
 	SetResult
+	// Unread: the database could not be read after recovery, so lost,
+	// recovered and unexpected writes (and the RPO) are not measured.
+	Unread bool `json:"unread,omitempty"`
 	// RPOSeconds: from the oldest lost acknowledged write to the first
 	// fault; 0 when none is lost (or every lost write came after it).
 	RPOSeconds float64 `json:"rpo_seconds"`
@@ -120,7 +124,12 @@ func Analyze(raw Raw) Figures {
 	if f.Attempts > 0 {
 		f.Availability = round(100*float64(f.OK)/float64(f.Attempts), 4)
 	}
-	f.SetResult = CheckSet(attempts, raw.Present)
+	if raw.PresentRead.IsZero() {
+		f.Unread = true
+		f.SetResult = SetResult{Lost: []string{}, Recovered: []string{}, Unexpected: []string{}}
+	} else {
+		f.SetResult = CheckSet(attempts, raw.Present)
+	}
 	f.Faults = []FaultFigures{}
 	var injects []Event
 	for _, e := range raw.Events {
@@ -312,18 +321,18 @@ func timeline(raw Raw, attempts []Attempt) []Bucket {
 func (f Figures) metric(name string) (float64, bool) {
 	switch name {
 	case "rpo":
-		return f.RPOSeconds, len(f.Faults) > 0
+		return f.RPOSeconds, len(f.Faults) > 0 && !f.Unread
 	case "rto":
 		if f.RTOSeconds == nil {
 			return 0, false
 		}
 		return *f.RTOSeconds, true
 	case "lost-writes":
-		return float64(len(f.Lost)), true
+		return float64(len(f.Lost)), !f.Unread
 	case "unexpected":
-		return float64(len(f.Unexpected)), true
+		return float64(len(f.Unexpected)), !f.Unread
 	case "recovered":
-		return float64(len(f.Recovered)), true
+		return float64(len(f.Recovered)), !f.Unread
 	case "errors":
 		return float64(f.Errors + f.Unknown), true
 	case "availability":
@@ -332,9 +341,20 @@ func (f Figures) metric(name string) (float64, bool) {
 	return 0, false
 }
 
+// RPOText is the RPO with the count of lost writes ("0.00s (0 lost)"), or
+// why it was not measured.
+func (f Figures) RPOText() string {
+	if f.Unread {
+		return "not measured (" + f.unmeasured("rpo") + ")"
+	}
+	return fmt.Sprintf("%.2fs (%d lost)", f.RPOSeconds, len(f.Lost))
+}
+
 // unmeasured says why a metric has no value.
 func (f Figures) unmeasured(name string) string {
 	switch {
+	case f.Unread && (name == "rpo" || name == "lost-writes" || name == "unexpected" || name == "recovered"):
+		return "the database could not be read after recovery"
 	case (name == "rpo" || name == "rto") && len(f.Faults) == 0:
 		return "no fault was injected"
 	case name == "rto":

@@ -130,7 +130,7 @@ func (r *Report) figureRows() [][2]string {
 		rto = fmt.Sprintf("%.3fs", *f.RTOSeconds)
 	}
 	rows := [][2]string{
-		{"RPO", fmt.Sprintf("%.3fs (%d acknowledged writes lost)", f.RPOSeconds, len(f.Lost))},
+		{"RPO", rpoText(f)},
 		{"RTO", rto},
 		{"requests", fmt.Sprintf("%d (%d writes, %d reads); %d ok, %d failed, %d unknown; %d not sent (every worker busy)", f.Attempts, f.Writes, f.Reads, f.OK, f.Errors, f.Unknown, r.Missed)},
 		{"availability", fmt.Sprintf("%.2f%%", f.Availability)},
@@ -183,4 +183,11 @@ func resultWord(err string) string {
 
 func mdCell(s string) string {
 	return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s)
+}
+
+func rpoText(f Figures) string {
+	if f.Unread {
+		return "not measured: " + f.unmeasured("rpo")
+	}
+	return fmt.Sprintf("%.3fs (%d acknowledged writes lost)", f.RPOSeconds, len(f.Lost))
 }

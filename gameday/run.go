@@ -389,7 +389,7 @@ func (r *runner) target(ctx context.Context, w status.Workload, id string) (targ
 	if err != nil {
 		return nil, err
 	}
-	dsn, err := pgDSN(w.Writer, tw.Database.Superuser)
+	dsn, err := r.env.pgDSN(w.Writer, tw.Database.Superuser)
 	if err != nil {
 		return nil, err
 	}
@@ -570,7 +570,8 @@ func (r *runner) clearLive() {
 }
 
 // readPresent reads which of the run's writes the database holds, trying
-// until the writer endpoint answers.
+// until the writer endpoint answers; a read that never succeeds returns
+// the zero time (nothing can be said about lost writes).
 func (r *runner) readPresent(tgt target, id string, wait time.Duration) ([]string, time.Time, error) {
 	deadline := time.Now().Add(wait)
 	for {
@@ -581,7 +582,7 @@ func (r *runner) readPresent(tgt target, id string, wait time.Duration) ([]strin
 			return ids, time.Now(), nil
 		}
 		if time.Now().After(deadline) {
-			return nil, time.Now(), err
+			return nil, time.Time{}, err
 		}
 		time.Sleep(time.Second)
 	}

@@ -99,7 +99,7 @@ func demoTable(reports []*gameday.Report, specs string) string {
 		if !r.Passed {
 			met = "no"
 		}
-		fmt.Fprintf(tw, "%s\t%.2fs (%d)\t%s\t%s\t%s\n", r.Strategy, f.RPOSeconds, len(f.Lost), rto, standbyInstances(specs, r.Strategy), met)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Strategy, f.RPOText(), rto, standbyInstances(specs, r.Strategy), met)
 	}
 	tw.Flush()
 	return b.String()

@@ -127,8 +127,8 @@ func printVerdict(cmd *cobra.Command, r *gameday.Report) {
 	if r.Strategy != "" {
 		name += " (" + r.Strategy + ")"
 	}
-	fmt.Fprintf(w, "%s: %s  RPO %.2fs (%d lost)  RTO %s  %d requests, %.1f%% ok  report %s\n",
-		name, r.Result(), f.RPOSeconds, len(f.Lost), rto, f.Attempts, f.Availability, filepath.Join(r.Dir, gameday.ReportHTML))
+	fmt.Fprintf(w, "%s: %s  RPO %s  RTO %s  %d requests, %.1f%% ok  report %s\n",
+		name, r.Result(), f.RPOText(), rto, f.Attempts, f.Availability, filepath.Join(r.Dir, gameday.ReportHTML))
 	for _, v := range r.Verdicts {
 		mark := "ok  "
 		if !v.Passed {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lifeline-dr/lifeline/internal/netns"
 	"github.com/lifeline-dr/lifeline/internal/testenv"
+	"github.com/lifeline-dr/lifeline/internal/topotest"
 )
 
 // lab builds a lab of two segments on a fresh loopback subnet, passing
@@ -21,6 +22,7 @@ func lab(t *testing.T) (*netns.Lab, string) {
 	if err := netns.Check(); err != nil {
 		t.Skipf("network namespaces cannot be used here: %v", err)
 	}
+	topotest.Exclusive(t)
 	sub := testenv.Subnet(t)
 	l, err := netns.Build([]netns.HostSpec{
 		{Name: "r1/a", Segment: "r1", Addrs: []string{sub + ".11"}},

@@ -106,9 +106,11 @@ var machine struct {
 	f    *os.File
 }
 
-// exclusive holds the machine-wide topology lock until t's cleanup; a test
+// Exclusive holds the machine-wide topology lock until t's cleanup; a test
 // that already holds it (a restart inside one test) takes it again at once.
-func exclusive(t testing.TB) {
+// Tests that build network namespaces of their own take it too: the labs
+// share the machine's address toward them (netns.HostAddress).
+func Exclusive(t testing.TB) {
 	t.Helper()
 	machine.Lock()
 	defer machine.Unlock()
@@ -139,7 +141,7 @@ func exclusive(t testing.TB) {
 // Start waits for the others.
 func Start(t testing.TB, specFile, dataDir string, upArgs ...string) *Up {
 	t.Helper()
-	exclusive(t)
+	Exclusive(t)
 	u := &Up{t: t, DataDir: dataDir, Done: make(chan struct{})}
 	u.cmd = exec.Command(Binary(t), append([]string{"up", "-f", specFile, "--data-dir", dataDir}, upArgs...)...)
 	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
