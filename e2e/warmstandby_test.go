@@ -35,11 +35,20 @@ func TestWarmStandby(t *testing.T) {
 	}
 }
 
-// settle waits until every node is healthy and makes eu-west/a the
-// primary (a switchover) when a story before moved it.
+// settle starts the nodes a story left down, waits until every node is
+// healthy and makes eu-west/a the primary (a switchover) when a story
+// before moved it.
 func settle(t *testing.T, u *topotest.Up) {
 	t.Helper()
 	const home = "eu-west/a"
+	for _, n := range u.Status(t).Workloads[0].Nodes {
+		if n.AgentPID == 0 {
+			t.Logf("%s was left down: starting it", name(n))
+			if out, err := u.Lifeline("node", "start", name(n)); err != nil {
+				t.Logf("node start %s: %v\n%s", name(n), err, out)
+			}
+		}
+	}
 	w := u.WaitHealthy(t, 2*time.Minute).Workloads[0]
 	if p := primaryOf(w); name(p) == home && w.LeaseHolder == home {
 		return

@@ -27,7 +27,7 @@ func newDemo() *cobra.Command {
 		Long: `Runs the region-loss game day (examples/gamedays/region-loss.yaml) under the four
 strategies, one local topology after the other, and prints the spectrum: strategy,
 measured RPO, measured RTO, standby-region service instances running before the
-disaster, objectives met; then the reports' paths. Needs region failover.`,
+disaster, objectives met; then the reports' paths.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			started := time.Now()
@@ -106,8 +106,8 @@ func demoTable(reports []*gameday.Report, specs string) string {
 }
 
 // standbyInstances is the number of service instances the strategy keeps
-// running in the standby region, from its spec. (A measured count from
-// the topology is left for when region failover lands.)
+// running in the standby region, from its spec (the scale step's starting
+// point; bench/region-failover counts them on the running topology).
 func standbyInstances(specs, strategy string) string {
 	t, err := spec.Load(filepath.Join(specs, strategy+".yaml"))
 	if err != nil || len(t.Workloads) == 0 {
