@@ -261,6 +261,12 @@ type Workload struct {
 	Contacts []Contact
 }
 
+// AppRole is the database role of the workload's services; their tables
+// live in the schema of the same name.
+func (w *Workload) AppRole() string {
+	return "app_" + strings.ReplaceAll(w.Name, "-", "_")
+}
+
 // Objectives are the recovery objectives the strategy must meet.
 type Objectives struct {
 	RPO time.Duration

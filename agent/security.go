@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/internal/certs"
@@ -157,9 +156,7 @@ func (s *Security) DatabaseClient(w *lifeline.Workload) (postgres.Client, error)
 }
 
 // AppRole is the database role of a workload's services.
-func AppRole(w *lifeline.Workload) string {
-	return "app_" + strings.ReplaceAll(w.Name, "-", "_")
-}
+func AppRole(w *lifeline.Workload) string { return w.AppRole() }
 
 // appPassword is the services' role's password when the workload has
 // passwords: derived from the superuser's, so that every agent knows it

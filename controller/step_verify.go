@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/runbook"
 )
@@ -34,8 +36,17 @@ func (s *verify) Do(ctx context.Context, rb *runbook.Runbook) (string, error) {
 	vctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	start := s.Now()
-	conn, err := s.Connect(vctx, w, to)
-	if err != nil {
+	// The new primary may still be restarting (its agent applies the
+	// state): connect until the wait is over.
+	var conn *pgx.Conn
+	var connErr error
+	if _, err := s.until(vctx, wait, s.T.Control.CheckInterval/2, func() (bool, string, error) {
+		conn, connErr = s.Connect(vctx, w, to)
+		return connErr == nil, "", nil
+	}); err != nil {
+		if connErr != nil {
+			return "", fmt.Errorf("%s took no connection in %s: %w", to, wait, connErr)
+		}
 		return "", err
 	}
 	defer conn.Close(context.Background())

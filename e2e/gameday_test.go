@@ -80,7 +80,7 @@ func gamedays(t *testing.T, u *topotest.Up) {
 		}
 		defer conn.Close(context.Background())
 		var even int
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM example_orders WHERE id % 2 = 0 AND left(request, length($1)) = $1", rep.ID).Scan(&even); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM app_orders.example_orders WHERE id % 2 = 0 AND left(request, length($1)) = $1", rep.ID).Scan(&even); err != nil {
 			t.Fatal(err)
 		}
 		if even == 0 {

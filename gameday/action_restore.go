@@ -66,16 +66,12 @@ func (a *restore) Run(ctx context.Context) error {
 	if err := archivedPast(ctx, dsn, 2*time.Minute); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	_, w, err := a.env.topology()
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
 	side, stop, err := a.startSide(ctx, t)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer stop()
-	sideDSN, err := a.env.pgDSN(side, w.Database.Superuser)
+	sideDSN, err := a.env.pgDSN(side)
 	if err != nil {
 		return err
 	}

@@ -259,22 +259,23 @@ func (e *Env) topology() (*lifeline.Topology, *lifeline.Workload, error) {
 
 // writerDSN is a connection string for the workload's writer endpoint.
 func (e *Env) writerDSN(ctx context.Context) (string, error) {
-	_, w, err := e.topology()
-	if err != nil {
-		return "", err
-	}
 	st, err := e.Status(ctx)
 	if err != nil {
 		return "", err
 	}
-	return e.pgDSN(st.Writer, w.Database.Superuser)
+	return e.pgDSN(st.Writer)
 }
 
-// pgDSN is a connection string for host:port as user (the superuser) of
-// the topology, as the operator: over TLS with the operator's certificate
-// of the data directory, the server checked against the topology's
-// authority, when the topology has one (plain for `up --insecure`).
-func (e *Env) pgDSN(addr, user string) (string, error) {
+// pgDSN is a connection string for host:port as the workload's superuser,
+// as the operator: over TLS with the operator's certificate of the data
+// directory, the server checked against the topology's authority, when the
+// topology has one (plain for `up --insecure`). Its search path starts with
+// the services' schema (their role's), where the app's tables are.
+func (e *Env) pgDSN(addr string) (string, error) {
+	_, w, err := e.topology()
+	if err != nil {
+		return "", err
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("endpoint %q: %w", addr, err)
@@ -283,7 +284,7 @@ func (e *Env) pgDSN(addr, user string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("endpoint %q: %w", addr, err)
 	}
-	c := postgres.Client{User: user}
+	c := postgres.Client{User: w.Database.Superuser}
 	if dir := certs.Dir(e.DataDir); certs.HasAuthority(dir) {
 		f, err := certs.Find(dir, certs.Operator)
 		if err != nil {
@@ -291,5 +292,5 @@ func (e *Env) pgDSN(addr, user string) (string, error) {
 		}
 		c.TLS = &postgres.TLSFiles{CA: f.CA, Cert: f.Cert, Key: f.Key}
 	}
-	return c.Conninfo(host, p, "", "postgres"), nil
+	return c.Conninfo(host, p, "", "postgres") + " options='-c search_path=" + w.AppRole() + ",public'", nil
 }

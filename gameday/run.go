@@ -389,7 +389,7 @@ func (r *runner) target(ctx context.Context, w status.Workload, id string) (targ
 	if err != nil {
 		return nil, err
 	}
-	dsn, err := r.env.pgDSN(w.Writer, tw.Database.Superuser)
+	dsn, err := r.env.pgDSN(w.Writer)
 	if err != nil {
 		return nil, err
 	}
