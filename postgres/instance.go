@@ -387,8 +387,8 @@ func (i *Instance) WriteConfig(s Settings) error {
 // lifeline.conf sets (conf), and for a standby that follows a primary its
 // restore_command too: auto.conf is read after lifeline.conf and would win.
 // A data directory copied (pg_basebackup, pg_rewind) from a restored
-// server carries that server's recovery settings there (primary_conninfo =
-// '', a restore_command reading its own spool). A restored copy that
+// server carries that server's recovery settings there (an empty
+// primary_conninfo, a restore_command reading its own spool). A restored copy that
 // recovers on its own (no upstream) keeps the restore_command its restore
 // wrote.
 func (i *Instance) cleanAutoConf(conf map[string]string, following bool) error {
