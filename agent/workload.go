@@ -88,17 +88,11 @@ type workloadRunner struct {
 
 // SmallParameters size PostgreSQL for a local topology, where every node
 // shares one machine: a six-node topology must fit next to everything else.
-// pg_wal is kept small too: PostgreSQL 15's pg_rewind copies the source's
-// whole pg_wal, so its size is most of what a rejoin copies (a standby
-// that falls further behind than its slot keeps reads the archive).
 var SmallParameters = map[string]string{
 	"shared_buffers":       "32MB",
 	"max_connections":      "40",
 	"max_worker_processes": "4",
 	"work_mem":             "2MB",
-	"min_wal_size":         "32MB",
-	"max_wal_size":         "128MB",
-	"wal_keep_size":        "16MB",
 }
 
 func (a *Agent) newWorkloadRunner(w *lifeline.Workload, cfg postgres.Config) *workloadRunner {

@@ -71,7 +71,7 @@ func (a *restore) Run(ctx context.Context) error {
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer stop()
-	sideDSN, err := a.env.pgDSN(side)
+	sideDSN, err := a.env.sideDSN(side)
 	if err != nil {
 		return err
 	}

@@ -271,7 +271,13 @@ func (e *Env) writerDSN(ctx context.Context) (string, error) {
 // directory, the server checked against the topology's authority, when the
 // topology has one (plain for `up --insecure`). Its search path starts with
 // the services' schema (their role's), where the app's tables are.
-func (e *Env) pgDSN(addr string) (string, error) {
+func (e *Env) pgDSN(addr string) (string, error) { return e.dsn(addr, true) }
+
+// sideDSN is pgDSN for a side instance (lifeline restore --start), which
+// listens on 127.0.0.1 without TLS.
+func (e *Env) sideDSN(addr string) (string, error) { return e.dsn(addr, false) }
+
+func (e *Env) dsn(addr string, tls bool) (string, error) {
 	_, w, err := e.topology()
 	if err != nil {
 		return "", err
@@ -285,7 +291,7 @@ func (e *Env) pgDSN(addr string) (string, error) {
 		return "", fmt.Errorf("endpoint %q: %w", addr, err)
 	}
 	c := postgres.Client{User: w.Database.Superuser}
-	if dir := certs.Dir(e.DataDir); certs.HasAuthority(dir) {
+	if dir := certs.Dir(e.DataDir); tls && certs.HasAuthority(dir) {
 		f, err := certs.Find(dir, certs.Operator)
 		if err != nil {
 			return "", err
