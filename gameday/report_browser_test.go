@@ -6,11 +6,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/lifeline-dr/lifeline/internal/chromium"
 )
 
 // TestReport_HTMLInChromium: report.html loads in headless Chromium with no
@@ -27,42 +28,10 @@ func TestReport_HTMLInChromium(t *testing.T) {
 	writeSynthetic(t, dir)
 	page := "file://" + filepath.Join(dir, "report.html")
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(browser),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(filepath.Join(dir, "profile")),
-		chromedp.WindowSize(1200, 900),
-	}
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := context.WithTimeout(chromium.Start(t, browser, filepath.Join(dir, "profile"), 1200, 900), 90*time.Second)
 	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-
-	// Every console message, exception and browser log entry of the tab.
-	var mu sync.Mutex
-	var problems []string
-	lctx, stopListening := context.WithCancel(ctx)
-	messages := chromedp.Console(lctx)
-	listened := make(chan struct{})
-	go func() {
-		defer close(listened)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
-				mu.Lock()
-				problems = append(problems, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
+	var problems chromium.Problems
+	problems.Watch(ctx)
 	if err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible("figure.chart svg")); err != nil {
 		t.Fatal(err)
 	}
@@ -87,13 +56,7 @@ func TestReport_HTMLInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopListening()
-	<-listened
-	mu.Lock()
-	defer mu.Unlock()
-	if len(problems) > 0 {
-		t.Errorf("the browser reported problems:\n%s", strings.Join(problems, "\n"))
-	}
+	problems.Check(t)
 	if external != 0 {
 		t.Errorf("the report loaded %d resources; it must be self-contained", external)
 	}

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/lifeline-dr/lifeline"
 	"github.com/lifeline-dr/lifeline/controller"
 	"github.com/lifeline-dr/lifeline/gameday"
+	"github.com/lifeline-dr/lifeline/internal/chromium"
 	"github.com/lifeline-dr/lifeline/plan"
 )
 
@@ -97,40 +97,10 @@ func TestDocument_HTMLInChromium(t *testing.T) {
 	if err := os.WriteFile(page, html, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(browser),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(filepath.Join(dir, "profile")),
-	}
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := context.WithTimeout(chromium.Start(t, browser, filepath.Join(dir, "profile"), 1280, 900), 90*time.Second)
 	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-
-	var mu sync.Mutex
-	var problems []string
-	lctx, stopListening := context.WithCancel(ctx)
-	messages := chromedp.Console(lctx)
-	listened := make(chan struct{})
-	go func() {
-		defer close(listened)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
-				mu.Lock()
-				problems = append(problems, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
+	var problems chromium.Problems
+	problems.Watch(ctx)
 	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+page), chromedp.WaitReady("body")); err != nil {
 		t.Fatal(err)
 	}
@@ -146,13 +116,7 @@ func TestDocument_HTMLInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopListening()
-	<-listened
-	mu.Lock()
-	defer mu.Unlock()
-	if len(problems) > 0 {
-		t.Errorf("the browser reported problems:\n%s", strings.Join(problems, "\n"))
-	}
+	problems.Check(t)
 	if external != 0 {
 		t.Errorf("the page loaded %d resources; it must be self-contained", external)
 	}
