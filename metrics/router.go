@@ -16,6 +16,7 @@ type Router struct {
 	errors   *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	dns      *prometheus.CounterVec
+	bad      *prometheus.CounterVec
 }
 
 // NewRouter registers the router's metrics in reg.
@@ -29,8 +30,10 @@ func NewRouter(reg prometheus.Registerer) *Router {
 			Help: "Time from a request read to its answer's header relayed, per front door.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"door"}),
 		dns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lifeline_router_dns_queries_total",
 			Help: "DNS queries answered, by answer: the region a name was answered with, or the answer's kind (nodata, nxdomain, refused, formerr, notimp, ...)."}, []string{"answer"}),
+		bad: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lifeline_router_undecodable_records_total",
+			Help: "Records read from the control store that could not be decoded and were not used, by kind (state, lease, health)."}, []string{"record"}),
 	}
-	reg.MustRegister(r.requests, r.errors, r.latency, r.dns)
+	reg.MustRegister(r.requests, r.errors, r.latency, r.dns, r.bad)
 	return r
 }
 
@@ -48,3 +51,6 @@ func (r *Router) HTTPRequest(door string, code int, d time.Duration) {
 
 // DNSAnswer implements router.Observer.
 func (r *Router) DNSAnswer(answer string) { r.dns.WithLabelValues(answer).Inc() }
+
+// Undecodable implements router.Observer.
+func (r *Router) Undecodable(record string) { r.bad.WithLabelValues(record).Inc() }

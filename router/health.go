@@ -515,17 +515,50 @@ type Monitor struct {
 	// verdict after any target's state changed or a new target appeared.
 	OnChange func(map[string]Verdict)
 
-	mu       sync.Mutex
-	reports  map[string]HealthReport // by key
-	verdicts map[string]Verdict
+	// Observer, when set, counts the reports that cannot be decoded.
+	Observer Observer
+
+	mu          sync.Mutex
+	reports     map[string]HealthReport // by key
+	undecodable map[string]string       // by key: why its report is not used
+	verdicts    map[string]Verdict
 }
 
 // NewMonitor returns a monitor judging with settings.
 func NewMonitor(s *store.Store, settings HealthSettings, log *slog.Logger) *Monitor {
 	return &Monitor{
 		s: s, settings: settings.WithDefaults(), log: log.With("subsystem", "health-monitor"),
-		reports: map[string]HealthReport{}, verdicts: map[string]Verdict{},
+		reports: map[string]HealthReport{}, undecodable: map[string]string{}, verdicts: map[string]Verdict{},
 	}
+}
+
+// Undecodable returns the reports that could not be decoded, by key, with
+// the error: each is left out of the verdicts (its vantage point counts as
+// silent) and was logged as an error and counted by the Observer.
+func (m *Monitor) Undecodable() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.undecodable)
+}
+
+// keep records the report at key, or why it cannot be used. Called with
+// m.mu held.
+func (m *Monitor) keep(key string, value []byte) {
+	var r HealthReport
+	err := json.Unmarshal(value, &r)
+	if err == nil {
+		m.reports[key] = r
+		delete(m.undecodable, key)
+		return
+	}
+	delete(m.reports, key)
+	if _, seen := m.undecodable[key]; !seen {
+		m.log.Error("a health report cannot be decoded; its vantage point counts as silent", "key", key, "err", err)
+		if m.Observer != nil {
+			m.Observer.Undecodable("health")
+		}
+	}
+	m.undecodable[key] = err.Error()
 }
 
 // Up reports the target's state; true for a target no one reported on.
@@ -564,11 +597,9 @@ func (m *Monitor) follow(ctx context.Context, prefix string) error {
 	}
 	m.mu.Lock()
 	m.reports = map[string]HealthReport{}
+	m.undecodable = map[string]string{}
 	for _, kv := range resp.Kvs {
-		var r HealthReport
-		if json.Unmarshal(kv.Value, &r) == nil {
-			m.reports[string(kv.Key)] = r
-		}
+		m.keep(string(kv.Key), kv.Value)
 	}
 	m.mu.Unlock()
 	m.rejudge()
@@ -581,11 +612,11 @@ func (m *Monitor) follow(ctx context.Context, prefix string) error {
 		m.mu.Lock()
 		for _, ev := range wr.Events {
 			key := string(ev.Kv.Key)
-			var r HealthReport
-			if ev.Type == clientv3.EventTypeDelete || json.Unmarshal(ev.Kv.Value, &r) != nil {
+			if ev.Type == clientv3.EventTypeDelete {
 				delete(m.reports, key)
+				delete(m.undecodable, key)
 			} else {
-				m.reports[key] = r
+				m.keep(key, ev.Kv.Value)
 			}
 		}
 		m.mu.Unlock()

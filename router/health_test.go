@@ -207,6 +207,21 @@ func TestHealth_VantagePoints(t *testing.T) {
 		return v.Up && v.UpVotes == 3
 	})
 
+	// A report that cannot be decoded is shown and its vantage point
+	// counts as silent until a good report replaces it.
+	garbage := s.Keys().Health(live.Name, "elsewhere")
+	if _, err := s.Client().Put(ctx, garbage, "{"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the undecodable report shown", 10*time.Second, func() bool { return mon.Undecodable()[garbage] != "" })
+	if v := verdict(); !v.Up || v.UpVotes != 3 {
+		t.Errorf("an undecodable report changed the verdict: %+v", v)
+	}
+	if _, err := s.Client().Delete(ctx, garbage); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deleted report's error gone", 10*time.Second, func() bool { return len(mon.Undecodable()) == 0 })
+
 	checkers["eu-central"].SetTargets([]router.Target{cut})
 	waitFor(t, "eu-central to report the target down", 10*time.Second, func() bool { return verdict().DownVotes == 1 })
 	time.Sleep(10 * settings.Interval)

@@ -17,6 +17,10 @@ type Observer interface {
 	// an A query was answered with, else the answer's kind (zone, nodata,
 	// or the rcode: nxdomain, refused, formerr, notimp, badvers).
 	DNSAnswer(answer string)
+	// Undecodable: a record read from the control store could not be
+	// decoded (record is its kind: state, lease, health); the record is
+	// not used, and the router says so in its log and this count.
+	Undecodable(record string)
 }
 
 // answerLabel names a DNS answer for an Observer.

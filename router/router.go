@@ -85,6 +85,7 @@ func Run(ctx context.Context, t *lifeline.Topology, s *store.Store, opts Options
 		r.views[t.Workloads[i].Name] = s.View(t.Workloads[i].Name)
 	}
 	r.monitor = NewMonitor(s, r.health, log)
+	r.monitor.Observer = opts.Observer
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 8+4*len(t.Workloads))
@@ -102,6 +103,7 @@ func Run(ctx context.Context, t *lifeline.Topology, s *store.Store, opts Options
 	for i := range t.Workloads {
 		w := &t.Workloads[i]
 		wr := NewWriter(t, w, s, log)
+		wr.Observer = opts.Observer
 		run("writer of "+w.Name, wr.Run)
 		rd := NewReader(t, w, s, EndpointsOf(t, w).Reader, opts.Home, log)
 		run("reader of "+w.Name, rd.Run)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"strconv"
 	"sync"
@@ -29,10 +30,15 @@ type Writer struct {
 	listen string
 	log    *slog.Logger
 
+	// Observer, when set, counts the records that cannot be decoded.
+	Observer Observer
+
 	mu    sync.Mutex
 	state lifeline.WorkloadState
 	seen  bool
 	lease *lifeline.LeaseRecord
+	// bad says which record cannot be decoded, by kind (state, lease).
+	bad map[string]string
 }
 
 // NewWriter returns the writer endpoint of a workload.
@@ -40,8 +46,39 @@ func NewWriter(t *lifeline.Topology, w *lifeline.Workload, s *store.Store, log *
 	return &Writer{
 		endpoint: newEndpoint(HoldNew, w.Name),
 		t:        t, w: w, s: s, log: log.With("writer", w.Name),
-		listen: WriterAddress(t, w),
+		listen: WriterAddress(t, w), bad: map[string]string{},
 	}
+}
+
+// Undecodable returns the records the writer cannot decode, by kind
+// (state, lease), with the error. While the state cannot be decoded the
+// writer keeps the last one it read (the lease still decides where writes
+// go); while the lease cannot be decoded no node holds it and writes are
+// held, and refused clients are told why.
+func (wr *Writer) Undecodable() map[string]string {
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	return maps.Clone(wr.bad)
+}
+
+// decode decodes a record of kind into v, keeping the error in wr.bad
+// (logged and counted on its first sighting) when it cannot.
+func (wr *Writer) decode(kind, key string, b []byte, v any) bool {
+	err := json.Unmarshal(b, v)
+	wr.mu.Lock()
+	defer wr.mu.Unlock()
+	if err == nil {
+		delete(wr.bad, kind)
+		return true
+	}
+	if _, seen := wr.bad[kind]; !seen {
+		wr.log.Error("a record cannot be decoded", "record", kind, "key", key, "err", err)
+		if wr.Observer != nil {
+			wr.Observer.Undecodable(kind)
+		}
+	}
+	wr.bad[kind] = fmt.Sprintf("the %s record at %s cannot be decoded: %v", kind, key, err)
+	return false
 }
 
 // WriterAddress is where a workload's writer endpoint listens.
@@ -58,26 +95,27 @@ func (wr *Writer) Run(ctx context.Context) error {
 	}
 	wr.log.Info("writer endpoint listening", "addr", wr.listen)
 	keys := wr.s.Keys()
-	go wr.watch(ctx, keys.State(wr.w.Name), func(b []byte) {
+	stateKey, leaseKey := keys.State(wr.w.Name), keys.Lease(wr.w.Name)
+	go wr.watch(ctx, stateKey, func(b []byte) {
 		var st lifeline.WorkloadState
-		if b == nil {
-			return
-		}
-		if err := json.Unmarshal(b, &st); err != nil {
-			wr.log.Error("the workload's state cannot be decoded; keeping the last one", "err", err)
-			return
+		if b == nil || !wr.decode("state", stateKey, b, &st) {
+			return // keep the last state read
 		}
 		wr.mu.Lock()
 		wr.state, wr.seen = st, true
 		wr.mu.Unlock()
 	})
-	go wr.watch(ctx, keys.Lease(wr.w.Name), func(b []byte) {
+	go wr.watch(ctx, leaseKey, func(b []byte) {
 		var l *lifeline.LeaseRecord
 		if b != nil {
 			l = &lifeline.LeaseRecord{}
-			if json.Unmarshal(b, l) != nil {
-				l = nil
+			if !wr.decode("lease", leaseKey, b, l) {
+				l = nil // no holder known: writes are held
 			}
+		} else {
+			wr.mu.Lock()
+			delete(wr.bad, "lease")
+			wr.mu.Unlock()
 		}
 		wr.mu.Lock()
 		wr.lease = l
@@ -112,6 +150,8 @@ func (wr *Writer) retarget() {
 		if id, err := lifeline.ParseNodeID(l.Node); err == nil {
 			target = net.JoinHostPort(wr.t.Address(id), strconv.Itoa(wr.w.Database.Port))
 		}
+	case wr.bad["lease"] != "":
+		why = wr.bad["lease"]
 	default:
 		why = fmt.Sprintf("no primary holds the lease (primary %s, epoch %d, phase %s", orNone(st.Primary), st.Epoch, st.Phase)
 		if st.Runbook != "" {
