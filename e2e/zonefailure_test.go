@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lifeline-dr/lifeline/gameday"
 	"github.com/lifeline-dr/lifeline/internal/topotest"
 	"github.com/lifeline-dr/lifeline/status"
@@ -307,6 +309,65 @@ func zoneFailure(t *testing.T, u *topotest.Up) {
 		lifeline(t, u, "node", "start", name(old))
 		waitNode(t, u, name(old), "sync-standby", 2*time.Minute)
 	})
+	t.Run("etcd quorum lost: the primary fences itself, writes come back with the quorum", func(t *testing.T) {
+		quorumLost(t, ctx, u, writer)
+	})
+}
+
+// quorumLost stops two of the control store's three members (the witness
+// and eu-central's member, which lives in eu-central/a's agent) under a
+// writer: the primary cannot renew its lease and fences itself, so writes
+// stop (Lifeline has no failsafe mode: a primary that cannot reach the
+// quorum does not go on alone); when the members come back, writes resume
+// with nothing acknowledged lost.
+func quorumLost(t *testing.T, ctx context.Context, u *topotest.Up, writer string) {
+	old := primaryOf(u.Status(t).Workloads[0])
+	if old.Region != "eu-west" {
+		t.Fatalf("the primary is %s; the story needs it in eu-west", name(old))
+	}
+	load, err := gameday.StartLoad(ctx, writer, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := load.WaitAcksAfter(ctx, time.Time{}, 20); err != nil {
+		t.Fatal(err)
+	}
+	lost := time.Now()
+	lifeline(t, u, "node", "kill", "witness")
+	lifeline(t, u, "node", "kill", "eu-central/a")
+	// The primary's own DSN: writable until it fences itself.
+	fenced := time.Time{}
+	for deadline := time.Now().Add(time.Minute); fenced.IsZero(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still takes writes a minute after the quorum was lost", name(old))
+		}
+		if !writable(ctx, u.NodeDSN(old)) {
+			fenced = time.Now()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// While the quorum is gone, nothing takes writes.
+	lastAck, _ := load.Result().LastAckBefore(time.Now())
+	time.Sleep(3 * time.Second)
+	if a, ok := load.Result().LastAckBefore(time.Now()); ok && a.At.After(fenced.Add(time.Second)) {
+		t.Errorf("a write was acknowledged at %s, %.2fs after %s fenced itself with no quorum",
+			a.At.Format("15:04:05.000"), a.At.Sub(fenced).Seconds(), name(old))
+	}
+	back := time.Now()
+	lifeline(t, u, "node", "start", "witness")
+	lifeline(t, u, "node", "start", "eu-central/a")
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer wcancel()
+	if err := load.WaitAcksAfter(wctx, back, 20); err != nil {
+		t.Fatalf("writes did not come back with the quorum: %v", err)
+	}
+	res := load.Stop()
+	_, p := waitPrimary(t, u, "", time.Minute)
+	checkNoneLost(t, ctx, u, p, res)
+	resumed, _ := res.Recovery(back)
+	t.Logf("quorum lost at %s: %s fenced itself %.2fs later (last write acknowledged %.2fs after the loss); quorum back: writes resumed on %s %.2fs after the members were started; %d acknowledged, %d failed attempts",
+		lost.Format("15:04:05.000"), name(old), fenced.Sub(lost).Seconds(), lastAck.At.Sub(lost).Seconds(), name(p), resumed.Seconds(), len(res.Acked), len(res.Failures))
+	waitNode(t, u, "eu-central/a", "standby", 2*time.Minute)
 }
 
 // runbookView is a runbook as `lifeline runbooks --json` shows it.
@@ -457,4 +518,18 @@ func cutOffPrimary(t *testing.T, ctx context.Context, u *topotest.Up, nodes map[
 	t.Logf("cut at %s; old primary's last write %.2fs later; %s writable %.2fs after the cut",
 		cut.Format("15:04:05.000"), lastOld.At.Sub(cut).Seconds(), name(p), newFirst.Sub(cut).Seconds())
 	return name(old)
+}
+
+// writable reports whether the server at dsn answers within half a second
+// and is not in recovery.
+func writable(ctx context.Context, dsn string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return false
+	}
+	defer c.Close(context.Background())
+	var rec bool
+	return c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec) == nil && !rec
 }

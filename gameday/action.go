@@ -46,17 +46,7 @@ func (a *cliAction) Run(ctx context.Context) error {
 
 func init() {
 	registerAction("approve", actionType{keys: []string{"runbook"}, make: func(p *params) Action {
-		id := p.String("runbook", "pending")
-		return &cliAction{name: "approve", args: func(ctx context.Context, e *Env) ([]string, error) {
-			if id == "pending" {
-				rb, err := e.pendingRunbook(ctx, time.Minute)
-				if err != nil {
-					return nil, err
-				}
-				id = rb
-			}
-			return []string{"approve", id}, nil
-		}}
+		return &approve{id: p.String("runbook", "pending")}
 	}})
 	registerAction("switchover", actionType{keys: []string{"to", "workload"}, make: func(p *params) Action {
 		to, workload := p.Required("to", "switchover"), p.String("workload", "")
@@ -80,6 +70,107 @@ func (e *Env) workloadName(given string) string {
 		return given
 	}
 	return e.Workload
+}
+
+// approve approves a region failover as `lifeline approve RUNBOOK` does.
+// With the default runbook ("pending") it takes the newest runbook of this
+// run that has an approval step; when the witness quorum approved it
+// already (failover: auto), there is nothing left to approve and the action
+// says so instead of failing.
+type approve struct {
+	bound
+	id   string
+	ran  []string
+	note string
+}
+
+func (a *approve) Name() string { return "approve" }
+
+func (a *approve) Describe() string {
+	if a.note != "" {
+		return a.note
+	}
+	return fmt.Sprint(a.ran)
+}
+
+func (a *approve) Run(ctx context.Context) error {
+	id := a.id
+	if id == "pending" {
+		rb, err := a.env.approvalRunbook(ctx, time.Minute)
+		if err != nil {
+			return fmt.Errorf("approve: %w", err)
+		}
+		if by, done := approvedAlready(rb); done {
+			a.note = fmt.Sprintf("nothing to approve: %s was approved already (%s)", rb.ID, by)
+			a.env.logf("approve: %s", a.note)
+			return nil
+		}
+		id = rb.ID
+	}
+	a.ran = []string{"lifeline", "approve", id}
+	out, err := a.env.CLI.Lifeline(ctx, "approve", id)
+	if err != nil {
+		// The quorum may have approved it between the look and the command.
+		if rbs, rerr := a.env.Runbooks(ctx); rerr == nil {
+			for _, rb := range rbs {
+				if by, done := approvedAlready(rb); rb.ID == id && done {
+					a.note = fmt.Sprintf("nothing to approve: %s was approved already (%s)", id, by)
+					a.env.logf("approve: %s", a.note)
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("approve: %w", err)
+	}
+	a.env.logf("approve: %s", out)
+	return nil
+}
+
+// approvedAlready reports whether rb's approval step has ended, with its
+// note (who approved).
+func approvedAlready(rb Runbook) (by string, done bool) {
+	for _, st := range rb.Steps {
+		if st.Name == "await-approval" && (st.State == runbook.Succeeded || st.State == runbook.Skipped) {
+			if st.Note == "" {
+				return "no note", true
+			}
+			return st.Note, true
+		}
+	}
+	return "", false
+}
+
+// approvalRunbook waits for the newest runbook of this run (started after
+// MarkStart, or any with no mark) that has an approval step.
+func (e *Env) approvalRunbook(ctx context.Context, wait time.Duration) (Runbook, error) {
+	since, _ := e.MarkOf(MarkStart)
+	deadline := time.Now().Add(wait)
+	for {
+		rbs, err := e.Runbooks(ctx)
+		if err == nil {
+			for i := len(rbs) - 1; i >= 0; i-- {
+				if rbs[i].Started.Before(since) {
+					break
+				}
+				for _, st := range rbs[i].Steps {
+					if st.Name == "await-approval" {
+						return rbs[i], nil
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return Runbook{}, err
+			}
+			return Runbook{}, fmt.Errorf("no runbook with an approval step started in %s", wait)
+		}
+		select {
+		case <-ctx.Done():
+			return Runbook{}, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // Runbook is a runbook as `lifeline runbooks --json` shows it.
@@ -110,30 +201,4 @@ func (e *Env) Runbooks(ctx context.Context) ([]Runbook, error) {
 		return nil, fmt.Errorf("runbooks --json: %w", err)
 	}
 	return rbs, nil
-}
-
-// pendingRunbook waits for the newest runbook that has not finished.
-func (e *Env) pendingRunbook(ctx context.Context, wait time.Duration) (string, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		rbs, err := e.Runbooks(ctx)
-		if err == nil {
-			for i := len(rbs) - 1; i >= 0; i-- {
-				if s := rbs[i].State; s != "succeeded" && s != "failed" {
-					return rbs[i].ID, nil
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			if err != nil {
-				return "", err
-			}
-			return "", fmt.Errorf("no runbook waits for approval after %s", wait)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
 }

@@ -13,6 +13,9 @@ import (
 // commits after it, so a restore to it holds exactly what was deleted.
 const MarkBeforeDelete = "before-delete"
 
+// MarkStart is when the load and the timeline started.
+const MarkStart = "start"
+
 // deleteFault runs an accidental statement (a DELETE or a DROP) through
 // the writer endpoint, as a person at a psql prompt would. It records the
 // time just before its commit (read inside its transaction, after the

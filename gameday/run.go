@@ -277,6 +277,7 @@ func (r *runner) run(ctx context.Context, id string) error {
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	start := time.Now()
+	r.env.Mark(MarkStart, start)
 	r.setPhase("steady")
 	loadDone := make(chan struct{})
 	go func() {
