@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,9 +139,13 @@ func Exclusive(t testing.TB) {
 
 // Start runs `lifeline up` (with upArgs, e.g. --insecure) and waits until
 // the topology is ready. Only one topology runs on the machine at a time:
-// Start waits for the others.
+// Start waits for the others. Without an --isolation in upArgs the
+// topology runs on loopback addresses, whatever `up`'s default is here.
 func Start(t testing.TB, specFile, dataDir string, upArgs ...string) *Up {
 	t.Helper()
+	if !slices.Contains(upArgs, "--isolation") {
+		upArgs = append([]string{"--isolation", "loopback"}, upArgs...)
+	}
 	Exclusive(t)
 	u := &Up{t: t, DataDir: dataDir, Done: make(chan struct{})}
 	u.cmd = exec.Command(Binary(t), append([]string{"up", "-f", specFile, "--data-dir", dataDir}, upArgs...)...)
@@ -205,6 +210,18 @@ func StartNetns(t testing.TB, specFile, dataDir string, upArgs ...string) *Up {
 		}
 	})
 	return Start(t, specFile, dataDir, append([]string{"--isolation", "netns"}, upArgs...)...)
+}
+
+// StartPreferNetns runs the topology on network namespaces where they can
+// be used (as `up` does by default when run as root), else on loopback,
+// saying so in the test's log.
+func StartPreferNetns(t testing.TB, specFile, dataDir string, upArgs ...string) *Up {
+	t.Helper()
+	if err := netns.Check(); err != nil {
+		t.Logf("network namespaces cannot be used here (%v): running on loopback addresses", err)
+		return Start(t, specFile, dataDir, upArgs...)
+	}
+	return StartNetns(t, specFile, dataDir, upArgs...)
 }
 
 // Output is what `up` printed so far.
