@@ -68,27 +68,6 @@ func waitNode(t *testing.T, u *topotest.Up, node, role string, timeout time.Dura
 	}
 }
 
-// tryWaitNode is waitNode that returns the node's last status instead of
-// failing the test.
-func tryWaitNode(u *topotest.Up, node, role string, timeout time.Duration) (status.Node, bool) {
-	deadline := time.Now().Add(timeout)
-	var last status.Node
-	for time.Now().Before(deadline) {
-		if rep, err := u.TryStatus(); err == nil {
-			for _, n := range rep.Workloads[0].Nodes {
-				if name(n) == node {
-					last = n
-					if n.Healthy && n.Role == role {
-						return n, true
-					}
-				}
-			}
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	return last, false
-}
-
 func lifeline(t *testing.T, u *topotest.Up, args ...string) string {
 	t.Helper()
 	out, err := u.Lifeline(args...)

@@ -50,9 +50,9 @@ func ApplyIsolation(t *lifeline.Topology) error {
 	return nil
 }
 
-// chooseIsolation decides the isolation of `up`: what was asked, or with
-// auto, netns where it can be used; a data directory keeps the isolation
-// it was built with. notice says why netns was not taken.
+// chooseIsolation decides the isolation of `up`: what was asked, or by
+// default (auto) netns where it can be used; a data directory keeps the
+// isolation it was built with. notice says why netns was not taken.
 func chooseIsolation(asked string, t *lifeline.Topology, dir string) (iso lifeline.Isolation, notice string, err error) {
 	recorded := ""
 	if b, err := os.ReadFile(filepath.Join(dir, isolationFile)); err == nil {
@@ -61,12 +61,7 @@ func chooseIsolation(asked string, t *lifeline.Topology, dir string) (iso lifeli
 		recorded = string(lifeline.IsolationLoopback) // made before namespaces existed
 	}
 	switch asked {
-	case "":
-		if recorded != "" {
-			return lifeline.Isolation(recorded), "", nil
-		}
-		return lifeline.IsolationLoopback, "", nil
-	case IsolationAuto:
+	case "", IsolationAuto:
 		if recorded != "" {
 			return lifeline.Isolation(recorded), "", nil
 		}

@@ -43,9 +43,9 @@ type Options struct {
 	// Insecure runs without TLS, unless the data directory already holds
 	// certificates (to measure what TLS costs; never the default).
 	Insecure bool
-	// Isolation is "loopback" (the default), "netns" or "auto" (netns
-	// where it can be used, else loopback with a notice). A data directory
-	// keeps the isolation it was built with.
+	// Isolation is "netns", "loopback" or "auto" (the default: netns
+	// where it can be used, that is as root on Linux, else loopback with a
+	// notice). A data directory keeps the isolation it was built with.
 	Isolation string
 }
 

@@ -73,17 +73,7 @@ func (i *Instance) Rewind(ctx context.Context, host string, port int, before fun
 	// a checkpoint; pg_rewind reads it from there.
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cfg, err := i.superuser().ConnConfig(host, port, name, "postgres")
-	if err != nil {
-		return stats, err
-	}
-	conn, err := pgx.ConnectConfig(cctx, cfg)
-	if err != nil {
-		return stats, fmt.Errorf("rewind %s: connect to source %s:%d: %w", i.cfg.Name, host, port, err)
-	}
-	_, err = conn.Exec(cctx, "CHECKPOINT")
-	conn.Close(context.Background())
-	if err != nil {
+	if err := i.checkpointOn(cctx, host, port, name); err != nil {
 		return stats, fmt.Errorf("rewind %s: checkpoint on source: %w", i.cfg.Name, err)
 	}
 	i.log.Info("pg_rewind", "source", host+":"+strconv.Itoa(port))
@@ -120,7 +110,33 @@ func (i *Instance) Rewind(ctx context.Context, host string, port int, before fun
 		stats.CopiedBytes = kb * 1024
 	}
 	i.log.Info("pg_rewind done", "seconds", time.Since(start).Seconds(), "copied_bytes", stats.CopiedBytes, "diverged_at", stats.DivergedAt.String())
+	// The rewound server is consistent only once it has replayed past the
+	// source's insert position at the end of the copy (pg_control's backup
+	// end location). On an idle source that position can be the start of a
+	// segment just switched to (archive_timeout), where no record is written
+	// until a client writes: the server would stream and never open. A
+	// checkpoint on the source writes (and flushes) one record past it.
+	nctx, ncancel := context.WithTimeout(ctx, time.Minute)
+	defer ncancel()
+	if err := i.checkpointOn(nctx, host, port, name); err != nil {
+		i.log.Warn("rewind: no checkpoint on the source after the copy; the server opens for reads at the source's next write", "err", err)
+	}
 	return stats, nil
+}
+
+// checkpointOn runs CHECKPOINT on the server at host:port.
+func (i *Instance) checkpointOn(ctx context.Context, host string, port int, name string) error {
+	cfg, err := i.superuser().ConnConfig(host, port, name, "postgres")
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect to %s:%d: %w", host, port, err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, "CHECKPOINT")
+	return err
 }
 
 // Size is the data directory's size in bytes.

@@ -39,8 +39,11 @@ the data directory (certs/).
 with its spec address: one bridge per region, a routed core between them,
 and the machine reaching every address; link cut drops packets there, so
 every protocol is cut alike, and the cross-region latency delays every
-packet between regions. The default, loopback, puts every host on a
-loopback address and routes what crosses regions through user-space links.`,
+packet between regions. --isolation loopback puts every host on a loopback
+address and routes what crosses regions through user-space links. The
+default, auto, takes netns where it can be used (as root on Linux) and
+loopback otherwise, with a notice; a data directory keeps the isolation it
+was built with.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			file, err := specOrDefault(cmd, file, dataDir)
@@ -98,7 +101,7 @@ loopback address and routes what crosses regions through user-space links.`,
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "lifeline.yaml", "spec file (default: ./lifeline.yaml, else the embedded warm-standby example)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "where the topology keeps its data")
-	cmd.Flags().StringVar(&isolation, "isolation", "", "how hosts are kept apart: loopback (addresses of this machine; the default), netns (a network namespace each; needs root), auto (netns where it can be used); a data directory keeps its own")
+	cmd.Flags().StringVar(&isolation, "isolation", "", "how hosts are kept apart: auto (the default: netns where it can be used, else loopback), netns (a network namespace each; needs root), loopback (addresses of this machine); a data directory keeps its own")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "no TLS on a new data directory: plain etcd and PostgreSQL connections (to measure what TLS costs)")
 	return cmd
 }

@@ -93,9 +93,12 @@ type Up struct {
 	t       testing.TB
 	cmd     *exec.Cmd
 	DataDir string
-	Done    chan struct{}
-	mu      sync.Mutex
-	out     strings.Builder
+	// Netns is set when the hosts are network namespaces (StartNetns):
+	// link cut drops packets.
+	Netns bool
+	Done  chan struct{}
+	mu    sync.Mutex
+	out   strings.Builder
 }
 
 // machine serialises topologies across test processes: `go test ./...` runs
@@ -209,7 +212,9 @@ func StartNetns(t testing.TB, specFile, dataDir string, upArgs ...string) *Up {
 			l.Close()
 		}
 	})
-	return Start(t, specFile, dataDir, append([]string{"--isolation", "netns"}, upArgs...)...)
+	u := Start(t, specFile, dataDir, append([]string{"--isolation", "netns"}, upArgs...)...)
+	u.Netns = true
+	return u
 }
 
 // StartPreferNetns runs the topology on network namespaces where they can
