@@ -28,8 +28,9 @@ func newUp() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up -f SPEC [--data-dir DIR] [--isolation loopback|netns|auto]",
 		Short: "Build (or resume) a local topology on this machine and run it until Ctrl-C",
-		Long: `Runs every node of the spec on this machine, each on its own loopback address:
-the witness, one agent per node (each with its PostgreSQL), the WAN links.
+		Long: `Runs every node of the spec on this machine, each a host of its own (a network
+namespace as root, else a loopback address; see --isolation): the witness, one
+agent per node (each with its PostgreSQL), the router, the WAN links.
 Ctrl-C (or lifeline down) stops everything cleanly; up again on the same
 data directory resumes without re-initialising. Every connection between them
 (etcd, PostgreSQL) uses mutual TLS, with an authority and certificates made in
