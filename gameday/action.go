@@ -13,7 +13,7 @@ import (
 // type them. A command this lifeline does not have fails the action with
 // the command's own message.
 //
-//	approve     lifeline approve RUNBOOK           (runbook: ID, default the newest one not finished)
+//	approve     lifeline approve RUNBOOK           (runbook: ID, default the newest of the run with an approval step; nothing to do when the witness quorum approved it)
 //	switchover  lifeline switchover --workload W --to REGION
 //	failback    lifeline failback --workload W
 //	restore     lifeline restore --to-time T --into DIR --start, then the rows copied back (action_restore.go)

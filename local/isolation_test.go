@@ -45,7 +45,7 @@ func TestChooseIsolation(t *testing.T) {
 		name, asked, recorded string
 		nodes                 bool
 		want                  lifeline.Isolation
-		notice, err           string
+		err                   string
 	}{
 		{name: "default on a new data dir", want: here},
 		{name: "auto on a new data dir", asked: "auto", want: here},
