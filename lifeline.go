@@ -550,6 +550,12 @@ type NodeStatus struct {
 	Timeline    int64  `json:"timeline"`
 	LSN         string `json:"lsn"`
 	ReceiveLSN  string `json:"receive_lsn,omitempty"`
+	// ReceiveSince is the Reported time of the first report that showed
+	// ReceiveLSN (the agent's clock, as Reported): the received position
+	// has not moved from then to Reported. A failover reads a stream cut
+	// off from a fenced primary as stalled from it, without waiting to see
+	// the position stand still itself.
+	ReceiveSince time.Time `json:"receive_since,omitzero"`
 	// SpareLease is the etcd lease a node that is not primary keeps alive
 	// for the primary role: a failover attaches the primary lease key to it
 	// when it names the node, so the node promotes without a write of its own.

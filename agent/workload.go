@@ -84,6 +84,11 @@ type workloadRunner struct {
 	fenced    string        // why the server was fenced; "" when not
 	runningAs lifeline.Role // what the running server was started or promoted as
 	readyAt   int64         // the epoch for which replication user and slots are in place
+
+	// received and receivedSince are the last report's received position
+	// and the first report that showed it (NodeStatus.ReceiveSince).
+	received      string
+	receivedSince time.Time
 }
 
 // SmallParameters size PostgreSQL for a local topology, where every node
@@ -932,6 +937,12 @@ func (r *workloadRunner) publish(ctx context.Context) error {
 		st.ServerVersion, st.Settings = r.facts.get(ctx, r.pg)
 		if pst.InRecovery {
 			st.ReceiveLSN = pst.ReceiveLSN.String()
+			r.mu.Lock()
+			if st.ReceiveLSN != r.received {
+				r.received, r.receivedSince = st.ReceiveLSN, st.Reported
+			}
+			st.ReceiveSince = r.receivedSince
+			r.mu.Unlock()
 		}
 		if st.Role == lifeline.RolePrimary {
 			st.Healthy = !pst.InRecovery && r.readyEpoch() == state.Epoch && r.lease.valid(time.Now(), state.Epoch)

@@ -330,6 +330,24 @@ func TestStalledStreams(t *testing.T) {
 		{report("0/200", 2000*time.Millisecond, true), false}, // still for 1s: stalled
 		{report("0/200", 2500*time.Millisecond, false), false},
 	}
+	// The agent's own record of when the position last moved counts too:
+	// a stream still for a second by its agent's reports is stalled at the
+	// first report this pick sees; one still for half a second is not.
+	since := func(r map[string]lifeline.NodeStatus, d time.Duration) map[string]lifeline.NodeStatus {
+		st := r["eu-west/b"]
+		st.ReceiveSince = st.Reported.Add(-d)
+		r["eu-west/b"] = st
+		return r
+	}
+	steps = append(steps, []struct {
+		reports       map[string]lifeline.NodeStatus
+		wantStreaming bool
+	}{
+		{since(report("0/300", 3000*time.Millisecond, true), 500*time.Millisecond), true},
+		{since(report("0/400", 3500*time.Millisecond, true), time.Second), false},
+		{since(report("0/500", 4000*time.Millisecond, true), 2*time.Second), false},
+		{since(report("0/600", 4500*time.Millisecond, true), 0), true},
+	}...)
 	s := controller.NewStalledStreams()
 	for i, step := range steps {
 		in := step.reports["eu-west/b"].Streaming

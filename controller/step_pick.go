@@ -155,7 +155,10 @@ func newEpoch(rb *runbook.Runbook) int64 {
 // can come; but a standby cut off from it (a partition: nothing closes the
 // connection) reports "streaming" until wal_receiver_timeout. A standby
 // whose received position has not moved across reports spanning `after`
-// has everything it will get: its position is final.
+// has everything it will get: its position is final. The span counts from
+// the first report this pick saw with that position, or from the earlier
+// one the agent names (ReceiveSince): a stream cut off seconds before the
+// lease ran out is stalled at the first report.
 type stalledStreams map[string]struct {
 	lsn   string
 	since time.Time // the report that first showed lsn
@@ -172,7 +175,11 @@ func (s stalledStreams) settle(reports map[string]lifeline.NodeStatus, after tim
 				seen.lsn, seen.since = st.ReceiveLSN, st.Reported
 				s[name] = seen
 			}
-			if st.Reported.Sub(seen.since) >= after {
+			still := st.Reported.Sub(seen.since)
+			if !st.ReceiveSince.IsZero() {
+				still = max(still, st.Reported.Sub(st.ReceiveSince))
+			}
+			if still >= after {
 				st.Streaming = false
 			}
 		}
