@@ -51,17 +51,25 @@ func waitPrimary(t *testing.T, u *topotest.Up, old string, timeout time.Duration
 	}
 }
 
-// waitNode waits until a node reports healthy in the given role.
+// waitNode waits until a node reports healthy in the given role. A status
+// call that fails (just after a heal, a request can reach a member that has
+// not caught up with the others yet) is tried again until the timeout.
 func waitNode(t *testing.T, u *topotest.Up, node, role string, timeout time.Duration) status.Node {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		for _, n := range u.Status(t).Workloads[0].Nodes {
-			if name(n) == node && n.Healthy && n.Role == role {
-				return n
+		rep, err := u.TryStatus()
+		if err == nil {
+			for _, n := range rep.Workloads[0].Nodes {
+				if name(n) == node && n.Healthy && n.Role == role {
+					return n
+				}
 			}
 		}
 		if time.Now().After(deadline) {
+			if err != nil {
+				t.Fatalf("%s not a healthy %s after %v: %v\nits agent's log ends:\n%s", node, role, timeout, err, tailOf(logOf(t, u, node), 60))
+			}
 			t.Fatalf("%s not a healthy %s after %v:\n%s\nits agent's log ends:\n%s", node, role, timeout, u.Output(), tailOf(logOf(t, u, node), 60))
 		}
 		time.Sleep(300 * time.Millisecond)
