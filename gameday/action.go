@@ -100,9 +100,7 @@ func (a *approve) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("approve: %w", err)
 		}
-		if by, done := approvedAlready(rb); done {
-			a.note = fmt.Sprintf("nothing to approve: %s was approved already (%s)", rb.ID, by)
-			a.env.logf("approve: %s", a.note)
+		if a.approvedAlready(rb) {
 			return nil
 		}
 		id = rb.ID
@@ -113,9 +111,7 @@ func (a *approve) Run(ctx context.Context) error {
 		// The quorum may have approved it between the look and the command.
 		if rbs, rerr := a.env.Runbooks(ctx); rerr == nil {
 			for _, rb := range rbs {
-				if by, done := approvedAlready(rb); rb.ID == id && done {
-					a.note = fmt.Sprintf("nothing to approve: %s was approved already (%s)", id, by)
-					a.env.logf("approve: %s", a.note)
+				if rb.ID == id && a.approvedAlready(rb) {
 					return nil
 				}
 			}
@@ -126,18 +122,30 @@ func (a *approve) Run(ctx context.Context) error {
 	return nil
 }
 
-// approvedAlready reports whether rb's approval step has ended, with its
-// note (who approved).
-func approvedAlready(rb Runbook) (by string, done bool) {
+// approvedAlready reports whether rb's approval step has ended, and then
+// says who approved it as the action's outcome.
+func (a *approve) approvedAlready(rb Runbook) bool {
+	st, ok := approvalStep(rb)
+	if !ok || (st.State != runbook.Succeeded && st.State != runbook.Skipped) {
+		return false
+	}
+	by := st.Note
+	if by == "" {
+		by = "no note"
+	}
+	a.note = fmt.Sprintf("nothing to approve: %s was approved already (%s)", rb.ID, by)
+	a.env.logf("approve: %s", a.note)
+	return true
+}
+
+// approvalStep is rb's await-approval step, when it has one.
+func approvalStep(rb Runbook) (RunbookStep, bool) {
 	for _, st := range rb.Steps {
-		if st.Name == "await-approval" && (st.State == runbook.Succeeded || st.State == runbook.Skipped) {
-			if st.Note == "" {
-				return "no note", true
-			}
-			return st.Note, true
+		if st.Name == "await-approval" {
+			return st, true
 		}
 	}
-	return "", false
+	return RunbookStep{}, false
 }
 
 // approvalRunbook waits for the newest runbook of this run (started after
@@ -148,14 +156,9 @@ func (e *Env) approvalRunbook(ctx context.Context, wait time.Duration) (Runbook,
 	for {
 		rbs, err := e.Runbooks(ctx)
 		if err == nil {
-			for i := len(rbs) - 1; i >= 0; i-- {
-				if rbs[i].Started.Before(since) {
-					break
-				}
-				for _, st := range rbs[i].Steps {
-					if st.Name == "await-approval" {
-						return rbs[i], nil
-					}
+			for i := len(rbs) - 1; i >= 0 && !rbs[i].Started.Before(since); i-- {
+				if _, ok := approvalStep(rbs[i]); ok {
+					return rbs[i], nil
 				}
 			}
 		}

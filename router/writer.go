@@ -112,12 +112,11 @@ func (wr *Writer) Run(ctx context.Context) error {
 			if !wr.decode("lease", leaseKey, b, l) {
 				l = nil // no holder known: writes are held
 			}
-		} else {
-			wr.mu.Lock()
-			delete(wr.bad, "lease")
-			wr.mu.Unlock()
 		}
 		wr.mu.Lock()
+		if b == nil {
+			delete(wr.bad, "lease") // no lease: nothing left undecodable
+		}
 		wr.lease = l
 		wr.mu.Unlock()
 	})
